@@ -1,0 +1,108 @@
+"""The base role, checked on the running host."""
+
+import json
+import re
+import os
+import subprocess
+
+import pytest
+
+SSH_KEY = os.environ.get("BERTH_SSH_KEY", "/var/lib/berth-test/ssh/id_ed25519")
+
+
+def ssh(ip, *options, command="true"):
+    return subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", *options,
+         f"root@{ip}", command],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+
+
+def test_app_user(host):
+    user = host.user("demoapp")
+    assert user.exists
+    assert user.shell == "/usr/sbin/nologin"
+    assert user.home == "/srv/demoapp"
+    assert user.uid < 1000, "a system user"
+    assert user.group == "demoapp"
+    assert host.file("/srv/demoapp").mode == 0o751
+
+
+def test_app_user_has_no_password(host):
+    assert host.user("demoapp").password.startswith("!")
+
+
+@pytest.mark.parametrize("pkg", ["acl", "curl", "sudo", "unattended-upgrades", "systemd-timesyncd"])
+def test_packages(host, pkg):
+    assert host.package(pkg).is_installed
+
+
+def test_timezone(host):
+    assert host.check_output("timedatectl show -p Timezone --value") == "Etc/UTC"
+
+
+def test_time_sync_enabled(host):
+    assert host.service("systemd-timesyncd").is_enabled
+
+
+@pytest.mark.parametrize("timer", ["apt-daily.timer", "apt-daily-upgrade.timer"])
+def test_update_timers_active(host, timer):
+    assert host.service(timer).is_enabled
+    assert host.service(timer).is_running
+
+
+def test_unattended_upgrades_takes_security_only(host):
+    out = host.run("unattended-upgrade --dry-run --debug 2>&1").stdout
+    origins = next(line for line in out.splitlines() if line.startswith("Allowed origins are:"))
+    assert "-security" in origins
+    assert origins.count("origin=") == 1, origins
+
+
+def test_journald_limits_in_effect(host):
+    # journald itself reports the cap it enforces each time it (re)opens the journal
+    log = host.check_output("journalctl -b -u systemd-journald -o cat --no-pager")
+    assert "System Journal" in log
+    last = [line for line in log.splitlines() if line.startswith("System Journal")][-1]
+    assert re.search(r"max 123(\.0)?M,", last), last
+
+
+@pytest.mark.parametrize("setting", [
+    "passwordauthentication no",
+    "kbdinteractiveauthentication no",
+    "permitemptypasswords no",
+    "permitrootlogin without-password",
+    "pubkeyauthentication yes",
+    "maxauthtries 3",
+    "x11forwarding no",
+    "allowtcpforwarding no",
+])
+def test_sshd_effective_settings(host, setting):
+    assert setting in host.check_output("sshd -T").splitlines()
+
+
+def test_key_login_still_works(ip):
+    result = ssh(ip, "-i", SSH_KEY, command="id -u")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+
+
+def test_password_login_refused(ip):
+    result = ssh(ip, "-o", "PreferredAuthentications=password,keyboard-interactive",
+                 "-o", "PubkeyAuthentication=no")
+    assert result.returncode != 0
+    assert "Permission denied (publickey)" in result.stderr, result.stderr
+
+
+def test_guard_left_passwords_on_without_a_key(host):
+    # recorded by side_effect.yml while the login user had no key
+    settings = host.file("/root/sshd-nokey.txt").content_string.splitlines()
+    assert "passwordauthentication yes" in settings
+
+
+def test_machine_kernel_untouched(ephemeral_dir):
+    with open(os.path.join(ephemeral_dir, "sysctl-before.json"), encoding="utf-8") as fh:
+        before = json.load(fh)
+    for key, value in before.items():
+        with open("/proc/sys/" + key.replace(".", "/"), encoding="utf-8") as fh:
+            assert fh.read().strip() == value, key

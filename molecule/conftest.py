@@ -1,0 +1,46 @@
+"""Shared by every scenario's testinfra tests.
+
+Tests run against each Molecule instance through podman:// (TESTBED.md: ~10x faster than the
+ansible backend), and may reach a host over the network through its address on the podman
+network, the way a client or an attacker would.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+import yaml
+
+
+def _instances():
+    with open(os.environ["MOLECULE_INVENTORY_FILE"], encoding="utf-8") as fh:
+        inventory = yaml.safe_load(fh)
+    return sorted(inventory["all"]["hosts"])
+
+
+def pytest_configure(config):
+    if "MOLECULE_INVENTORY_FILE" in os.environ:
+        config.option.hosts = ",".join(f"podman://{name}" for name in _instances())
+        config.option.connection = None
+
+
+def container_ip(name):
+    """The instance's address on the podman network."""
+    out = subprocess.run(["podman", "inspect", name], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)[0]["NetworkSettings"]["IPAddress"]
+
+
+@pytest.fixture
+def instance_name(host):
+    return host.backend.name
+
+
+@pytest.fixture
+def ip(instance_name):
+    return container_ip(instance_name)
+
+
+@pytest.fixture(scope="session")
+def ephemeral_dir():
+    return os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]

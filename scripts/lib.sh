@@ -1,0 +1,109 @@
+# shellcheck shell=bash
+# Shared by scripts/test, scripts/demo and scripts/build-test-image: one place that knows how to
+# turn a fresh Debian 12 machine (root) into a berth test bed. Sourced, never run.
+set -euo pipefail
+
+BERTH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Machine-wide state shared by every clone: images, the .deb cache, the test SSH key, venvs.
+BERTH_STATE=${BERTH_STATE:-/var/lib/berth-test}
+export BERTH_ROOT BERTH_STATE
+
+# Debian packages the controller needs; checked first so a warm machine skips apt entirely.
+BERTH_APT_PACKAGES=(podman runc mmdebstrap apt-cacher-ng python3-venv openssh-client curl rsync git pebble openssl)
+# Where test hosts find the .deb cache: the podman network's gateway, i.e. this machine.
+BERTH_APT_PROXY_HOST=10.88.0.1
+BERTH_APT_PROXY_PORT=3142
+export BERTH_APT_PROXY_HOST BERTH_APT_PROXY_PORT
+
+# Logs of the tools read as plain text.
+export NO_COLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
+
+log() { printf '[berth] %s\n' "$*" >&2; }
+die() { printf '[berth] error: %s\n' "$*" >&2; exit 1; }
+
+ensure_apt_packages() {
+  local missing=() p
+  for p in "${BERTH_APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" -eq 0 ] || die "run as root: apt must install ${missing[*]}"
+  log "apt: installing ${missing[*]}"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The venv is keyed by requirements.txt, so clones share it and a changed pin builds a new one.
+ensure_venv() {
+  local key
+  key=$(sha256sum "$BERTH_ROOT/requirements.txt" | cut -c1-12)
+  BERTH_VENV=${BERTH_VENV:-$BERTH_STATE/venv-$key}
+  # .complete is written last: an interrupted install is redone, never half-used
+  if [ ! -f "$BERTH_VENV/.complete" ]; then
+    log "venv: creating $BERTH_VENV"
+    rm -rf "$BERTH_VENV"
+    /usr/bin/python3 -m venv "$BERTH_VENV"
+    "$BERTH_VENV/bin/pip" install -q --disable-pip-version-check -r "$BERTH_ROOT/requirements.txt" \
+      >"$BERTH_STATE/log/pip.log" 2>&1 || die "pip install failed: see $BERTH_STATE/log/pip.log"
+    touch "$BERTH_VENV/.complete"
+  fi
+  export PATH="$BERTH_VENV/bin:$PATH" VIRTUAL_ENV="$BERTH_VENV"
+}
+
+# One apt-cacher-ng for every test host (images point apt at it): a package is downloaded once
+# per machine, not once per container, and concurrent installs do not fight over one lock.
+# It listens on all addresses because the podman bridge only exists while a container runs.
+ensure_apt_proxy() {
+  local pidfile=$BERTH_STATE/apt-cacher-ng.pid
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return 0; fi
+  mkdir -p "$BERTH_STATE/apt-cache" "$BERTH_STATE/log" "$BERTH_STATE/acng"
+  # Our own config, without Debian's remaps to mirrors this machine cannot reach: each file is
+  # fetched from the host its URL names (the mirror the test images use) and cached.
+  cat >"$BERTH_STATE/acng/acng.conf" <<CONF
+CacheDir: $BERTH_STATE/apt-cache
+LogDir: $BERTH_STATE/log
+SupportDir: /usr/lib/apt-cacher-ng
+PidFile: $pidfile
+Port: $BERTH_APT_PROXY_PORT
+BindAddress: 0.0.0.0
+ExThreshold: 4
+CONF
+  /usr/sbin/apt-cacher-ng -c "$BERTH_STATE/acng"
+  local i
+  for i in $(seq 50); do
+    curl -s -o /dev/null "http://127.0.0.1:$BERTH_APT_PROXY_PORT/" && return 0
+    sleep 0.1
+  done
+  die "apt-cacher-ng did not start (see $BERTH_STATE/log)"
+}
+
+# Test hosts get what a VPS provider gives: root's authorized key (the harness key, read-only).
+ensure_testbed() {
+  ensure_apt_proxy
+  mkdir -p "$BERTH_STATE/ssh"
+  chmod 0700 "$BERTH_STATE/ssh"
+  [ -f "$BERTH_STATE/ssh/id_ed25519" ] ||
+    ssh-keygen -q -t ed25519 -N '' -C berth-test -f "$BERTH_STATE/ssh/id_ed25519"
+  install -m 0600 "$BERTH_STATE/ssh/id_ed25519.pub" "$BERTH_STATE/ssh/authorized_keys"
+  # podman reads this instead of /etc/containers/containers.conf: the machine's own config stays
+  # untouched. runc and the ulimits are what make containers start on this VM (TESTBED.md).
+  cat >"$BERTH_STATE/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+volumes = [
+  "$BERTH_STATE/ssh/authorized_keys:/root/.ssh/authorized_keys:ro",
+]
+
+[engine]
+runtime = "runc"
+CONF
+  export CONTAINERS_CONF="$BERTH_STATE/containers.conf"
+  export BERTH_SSH_KEY="$BERTH_STATE/ssh/id_ed25519"
+}
+
+setup_controller() {
+  ensure_apt_packages
+  mkdir -p "$BERTH_STATE/log"
+  ensure_venv
+  ensure_testbed
+}
