@@ -7,6 +7,7 @@ network, the way a client or an attacker would.
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -44,3 +45,20 @@ def ip(instance_name):
 @pytest.fixture(scope="session")
 def ephemeral_dir():
     return os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
+
+
+def ansible_playbook(playbook, *args):
+    """Run a playbook of the current scenario against its instances, as Molecule would (same
+    inventory, config and environment). Returns (exit code, combined output)."""
+    scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
+    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+    result = subprocess.run(
+        ["ansible-playbook", "-i", inventory, os.path.join(scenario, playbook), *args],
+        capture_output=True, text=True, check=False, cwd=scenario, timeout=900,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def recap_changed(output):
+    """The changed= counts of a run's PLAY RECAP, summed over hosts."""
+    return sum(int(n) for n in re.findall(r"\bchanged=(\d+)", output.split("PLAY RECAP")[-1]))

@@ -1,0 +1,178 @@
+# -*- coding: utf-8 -*-
+"""The secrets env file: parse it, plan the next version, render it.
+
+Pure functions, no Ansible: the module feeds them the file's text and the settings, and gets
+back the new text plus a report that holds secret NAMES only, never values.
+
+The file is a systemd EnvironmentFile. Besides NAME=value lines it keeps one comment line per
+value in its overlap window, ``# berth-rotated NAME <epoch>``, which is how a later run knows
+when NAME_PREVIOUS expires (rotation time + the overlap in force at that run).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets as _random
+from urllib.parse import quote
+
+NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+ROTATED_RE = re.compile(r"^# berth-rotated ([A-Z][A-Z0-9_]*) ([0-9]+)$")
+PREVIOUS = "_PREVIOUS"
+ENCODINGS = ("hex", "base64url")
+HEADER = (
+    "# Managed by berth (secrets role): generated, rotated and expired by re-running the playbook.\n"
+    "# Do not edit. Rotate with: ansible-playbook site.yml -e rotate_secrets=NAME[,NAME...]|all\n"
+)
+
+
+class SecretsError(Exception):
+    """Invalid settings or file. The message names secrets, never their values."""
+
+
+def generate(nbytes: int, encoding: str) -> str:
+    raw = _random.token_bytes(nbytes)
+    if encoding == "hex":
+        return raw.hex()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r'\\(["\\$`])', r"\1", value[1:-1])
+    return value
+
+
+def _quote(value: str) -> str:
+    # Generated values (hex, base64url) need no quotes; a provided one may hold anything but a
+    # newline, and systemd reads "..." with these four escapes.
+    if re.fullmatch(r"[A-Za-z0-9_.,:/@%+=-]*", value):
+        return value
+    return '"' + re.sub(r'(["\\$`])', r"\\\1", value) + '"'
+
+
+def parse(text: str) -> tuple[dict[str, str], dict[str, int]]:
+    """Return (values, rotated-at epoch per name) from the file's text."""
+    values: dict[str, str] = {}
+    rotated: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        match = ROTATED_RE.match(line)
+        if match:
+            rotated[match.group(1)] = int(match.group(2))
+            continue
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not NAME_RE.match(name):
+            raise SecretsError(f"line {number} of the secrets file is not NAME=value")
+        values[name] = _unquote(value)
+    return values, rotated
+
+
+def render(values: dict[str, str], rotated: dict[str, int]) -> str:
+    lines = [HEADER]
+    lines += [f"# berth-rotated {name} {rotated[name]}\n" for name in sorted(rotated)]
+    lines += [f"{name}={_quote(values[name])}\n" for name in sorted(values)]
+    return "".join(lines)
+
+
+def check_definitions(definitions: list[dict]) -> None:
+    seen = set()
+    for item in definitions:
+        name = item.get("name", "")
+        if not NAME_RE.match(name) or name.endswith(PREVIOUS):
+            raise SecretsError(f"secret name {name!r} must be UPPER_CASE and not end in {PREVIOUS}")
+        if name in seen:
+            raise SecretsError(f"secret {name} is declared twice")
+        seen.add(name)
+        if item.get("source", "generated") not in ("generated", "provided"):
+            raise SecretsError(f"secret {name}: source must be generated or provided")
+        if item.get("source", "generated") == "generated":
+            if item.get("encoding", "base64url") not in ENCODINGS:
+                raise SecretsError(f"secret {name}: encoding must be one of {', '.join(ENCODINGS)}")
+            if int(item.get("bytes", 32)) < 16:
+                raise SecretsError(f"secret {name}: at least 16 random bytes")
+
+
+def plan(
+    text: str,
+    definitions: list[dict],
+    provided: dict[str, str],
+    rotate: list[str],
+    overlap: int,
+    now: int,
+    derived: dict[str, str] | None = None,
+    make=generate,
+) -> tuple[str, dict[str, list[str]]]:
+    """Compute the next file text and a report {generated, rotated, expired, provided, derived}
+    of the names that change. Raises SecretsError before anything is decided on bad input."""
+    check_definitions(definitions)
+    old_values, old_rotated = parse(text)
+    by_name = {item["name"]: item for item in definitions}
+    generated_names = [n for n, i in by_name.items() if i.get("source", "generated") == "generated"]
+
+    wanted = set(generated_names) if "all" in rotate else set(rotate)
+    for name in sorted(wanted):
+        if name not in by_name:
+            raise SecretsError(f"cannot rotate {name}: no such secret")
+        if name not in generated_names:
+            raise SecretsError(f"cannot rotate {name}: it is provided; change it where you provide it")
+
+    values: dict[str, str] = {}
+    rotated: dict[str, int] = {}
+    report: dict[str, list[str]] = {k: [] for k in ("generated", "rotated", "expired", "provided", "derived")}
+
+    for name, item in sorted(by_name.items()):
+        minimum = int(item.get("min_length", 32))
+        if item.get("source", "generated") == "provided":
+            value = provided.get(name)
+            if value is None or value == "":
+                if item.get("required", True):
+                    raise SecretsError(f"secret {name} is missing or empty: provide it (ansible-vault)")
+                continue
+            if len(value) < minimum:
+                raise SecretsError(f"secret {name} is too short: at least {minimum} characters")
+            if "\n" in value or "\0" in value:
+                raise SecretsError(f"secret {name} must be one line")
+            if old_values.get(name) != value:
+                report["provided"].append(name)
+            values[name] = value
+            continue
+
+        current = old_values.get(name)
+        if current is not None and name not in wanted and len(current) < minimum:
+            raise SecretsError(
+                f"secret {name} on the host is shorter than {minimum} characters: "
+                f"rotate it (-e rotate_secrets={name})")
+        if current is None:
+            values[name] = make(int(item.get("bytes", 32)), item.get("encoding", "base64url"))
+            report["generated"].append(name)
+        elif name in wanted:
+            values[name] = make(int(item.get("bytes", 32)), item.get("encoding", "base64url"))
+            report["rotated"].append(name)
+            if overlap > 0:
+                values[name + PREVIOUS] = current
+                rotated[name] = now
+        else:
+            values[name] = current
+
+        previous = old_values.get(name + PREVIOUS)
+        if previous is not None and name not in wanted:
+            since = old_rotated.get(name, 0)
+            if now < since + overlap:
+                values[name + PREVIOUS] = previous
+                rotated[name] = since
+            else:
+                report["expired"].append(name + PREVIOUS)
+
+    for name, template in sorted((derived or {}).items()):
+        if not NAME_RE.match(name) or name in by_name:
+            raise SecretsError(f"derived value {name!r} must be UPPER_CASE and not a secret's name")
+        try:
+            values[name] = template.format(**{k: quote(v, safe="") for k, v in values.items()})
+        except KeyError as missing:
+            raise SecretsError(f"derived value {name} refers to unknown secret {missing}") from None
+        if old_values.get(name) != values[name]:
+            report["derived"].append(name)
+
+    return render(values, rotated), report

@@ -1,0 +1,167 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Ansible module berth.stack.secrets (documentation below)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: secrets
+short_description: Keep an app's secrets in an env file on the host, generated and rotated there
+description:
+  - Generates each missing secret on the host from its CSPRNG, writes provided values, rotates
+    the named secrets keeping the old value as NAME_PREVIOUS for an overlap, removes
+    NAME_PREVIOUS once the overlap has passed, and renders values derived from secrets (URLs).
+  - The file is written atomically (temporary file + rename) and only when its content, owner
+    or mode must change. The result names secrets; it never contains a value.
+options:
+  path:
+    description: The env file (a systemd EnvironmentFile).
+    type: path
+    required: true
+  owner:
+    description: Owner of the file.
+    type: str
+    default: root
+  group:
+    description: Group of the file (the app's group).
+    type: str
+    required: true
+  mode:
+    description: Mode of the file; nothing for other users is accepted.
+    type: str
+    default: "0640"
+  secrets:
+    description:
+      - The declared secrets. Each has name, source (generated or provided), bytes and encoding
+        (hex or base64url) for generated ones, min_length, and required for provided ones.
+    type: list
+    elements: dict
+    required: true
+  provided:
+    description: Values of the provided secrets, by name.
+    type: dict
+    default: {}
+  rotate:
+    description: Names to rotate now, or [all].
+    type: list
+    elements: str
+    default: []
+  overlap:
+    description: Seconds NAME_PREVIOUS is kept after a rotation; 0 keeps none.
+    type: int
+    default: 604800
+  derived:
+    description: Values derived from secrets, NAME to a template whose {SECRET} fields are URL-quoted.
+    type: dict
+    default: {}
+author: berth
+"""
+
+EXAMPLES = r"""
+- name: Keep the app's secrets
+  berth.stack.secrets:
+    path: /etc/berth/app/secrets.env
+    group: app
+    secrets:
+      - {name: JWT_SECRET, bytes: 32, encoding: base64url, min_length: 32}
+      - {name: SMTP_PASS, source: provided, min_length: 8, required: false}
+    provided: {SMTP_PASS: "{{ vault_smtp_pass }}"}
+    rotate: "{{ (rotate_secrets | default('')).split(',') | select }}"
+  no_log: true
+"""
+
+RETURN = r"""
+changed_names: {description: Every name whose value changed (no values)., type: list, returned: always}
+generated: {description: Secrets created on this run., type: list, returned: always}
+rotated: {description: Secrets rotated on this run., type: list, returned: always}
+expired: {description: NAME_PREVIOUS values removed on this run., type: list, returned: always}
+"""
+
+import grp
+import os
+import pwd
+import tempfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.berth.stack.plugins.module_utils.secrets_file import SecretsError, plan
+
+
+def _write_atomically(path, text, uid, gid, mode):
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".secrets.")
+    try:
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, path)
+        dir_fd = os.open(directory, os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "owner": {"type": "str", "default": "root"},
+            "group": {"type": "str", "required": True},
+            "mode": {"type": "str", "default": "0640"},
+            "secrets": {"type": "list", "elements": "dict", "required": True},
+            "provided": {"type": "dict", "default": {}, "no_log": True},
+            "rotate": {"type": "list", "elements": "str", "default": []},
+            "overlap": {"type": "int", "default": 604800},
+            "derived": {"type": "dict", "default": {}},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    path = p["path"]
+    mode = int(p["mode"], 8)
+    if mode & 0o007:
+        module.fail_json(msg=f"mode {p['mode']} gives other users access to secrets")
+
+    text = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    provided = {k: "" if v is None else str(v) for k, v in p["provided"].items()}
+    try:
+        new_text, report = plan(
+            text, p["secrets"], provided, p["rotate"], p["overlap"], int(time.time()), p["derived"])
+    except SecretsError as err:
+        module.fail_json(msg=f"secrets: {err}")
+
+    changed_names = sorted(set(sum(report.values(), [])))
+    try:
+        uid = pwd.getpwnam(p["owner"]).pw_uid
+        gid = grp.getgrnam(p["group"]).gr_gid
+    except KeyError as missing:
+        # a first run's preflight comes before the user exists: nothing to compare yet
+        if not module.check_mode:
+            module.fail_json(msg=f"secrets: no such user or group: {missing}")
+        uid = gid = -1
+    content_changed = new_text != text
+    st = os.stat(path) if os.path.exists(path) else None
+    attrs_changed = st is None or (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (uid, gid, mode)
+    changed = content_changed or attrs_changed
+    if changed and not module.check_mode:
+        if content_changed:
+            _write_atomically(path, new_text, uid, gid, mode)
+        else:
+            os.chown(path, uid, gid)
+            os.chmod(path, mode)
+    module.exit_json(changed=changed, changed_names=changed_names, **report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""`python -m berth_demo.migrate` run as a deploy runs it: a process with only DATABASE_URL set."""
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from demo_support import APP_DIR, PG_PASSWORD, free_port
+
+from berth_demo.db import Database
+
+
+def migrate(database_url):
+    environ = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    if database_url is not None:
+        environ["DATABASE_URL"] = database_url
+    return subprocess.run([sys.executable, "-m", "berth_demo.migrate"], cwd=APP_DIR, env=environ,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_migrate_is_idempotent(database_url):
+    engine = database_url.split(":")[0]
+    for _ in range(2):
+        result = migrate(database_url)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"berth_demo: schema up to date ({engine}: notes)\n"
+    db = Database(database_url)
+    db.add_note("after two migrations")
+    assert migrate(database_url).returncode == 0
+    assert [note["text"] for note in db.list_notes()] == ["after two migrations"]
+
+
+def test_migrate_sets_wal_on_sqlite(sqlite_url, tmp_path):
+    assert migrate(sqlite_url).returncode == 0
+    with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_migrate_needs_database_url():
+    result = migrate(None)
+    assert result.returncode == 1
+    assert result.stderr == "berth_demo: configuration error: DATABASE_URL is missing\n"
+
+
+@pytest.mark.parametrize("url", [
+    f"postgresql://berth:{PG_PASSWORD}@127.0.0.1:{{port}}/gone",
+    "sqlite:////nonexistent-dir/{port}/db.sqlite3",
+])
+def test_migrate_failure_is_one_line_without_password(url):
+    result = migrate(url.format(port=free_port()))
+    assert result.returncode == 1
+    assert result.stderr.startswith("berth_demo: migration failed (")
+    assert result.stderr.count("\n") == 1
+    assert PG_PASSWORD not in result.stderr + result.stdout

@@ -1,0 +1,135 @@
+"""The secrets role on a real host, in order: the state converge left, then further runs.
+
+Every value the host ever held is collected, and the last test searches the output of every
+run (Molecule's own, logged to ansible.log, and the ones made here, -vvv and --diff included).
+"""
+
+import os
+
+import pytest
+
+from conftest import ansible_playbook, recap_changed
+
+ENV_FILE = "/etc/berth/demoapp/secrets.env"
+GENERATED = ["SECRET_KEY", "JWT_SECRET", "JWT_REFRESH_SECRET", "COOKIE_SECRET",
+             "ENCRYPTION_KEY", "DATABASE_PASSWORD", "REDIS_PASSWORD"]
+SMTP_PASS = 'Sm7p "pa$$ word" `x` \\ end'   # what molecule/secrets/group_vars encrypts
+
+outputs = []
+seen_values = set()
+
+
+def environment(host):
+    """The file as systemd reads it for a service: the contract with the app."""
+    out = host.check_output(
+        f"systemd-run --quiet --pipe --wait -p EnvironmentFile={ENV_FILE} /usr/bin/env -0")
+    env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
+    secret_names = GENERATED + [n + "_PREVIOUS" for n in GENERATED] + ["SMTP_PASS", "DATABASE_URL"]
+    seen_values.update(env[n] for n in secret_names if n in env)
+    return env
+
+
+def run(*args, everything=False):
+    # Only the secrets role (and the preflight, tagged always) unless the test needs base too.
+    tags = [] if everything else ["--tags", "secrets"]
+    code, out = ansible_playbook("converge.yml", *tags, *args)
+    outputs.append(out)
+    return code, out
+
+
+def digest(host):
+    return host.check_output(f"sha256sum {ENV_FILE}").split()[0]
+
+
+def test_file_is_root_owned_and_readable_by_the_app_group_only(host):
+    f = host.file(ENV_FILE)
+    assert (f.user, f.group, f.mode) == ("root", "demoapp", 0o640)
+    d = host.file(os.path.dirname(ENV_FILE))
+    assert (d.user, d.group, d.mode) == ("root", "demoapp", 0o750)
+    assert host.run(f"runuser -u demoapp -- cat {ENV_FILE}").rc == 0
+    assert host.run(f"runuser -u nobody -- cat {ENV_FILE}").rc != 0
+
+
+def test_systemd_reads_every_value(host):
+    env = environment(host)
+    for name in GENERATED:
+        assert len(env[name]) >= 43, name
+    assert len(set(env[n] for n in GENERATED)) == len(GENERATED), "values are distinct"
+    assert env["SMTP_PASS"] == SMTP_PASS
+    assert env["DATABASE_URL"] == f"postgresql://demoapp:{env['DATABASE_PASSWORD']}@localhost/demoapp"
+    assert not [n for n in env if n.endswith("_PREVIOUS")]
+
+
+def test_rerun_changes_nothing(host):
+    before = digest(host)
+    code, out = run(everything=True)
+    assert code == 0, out[-2000:]
+    assert recap_changed(out) == 0
+    assert digest(host) == before
+
+
+def test_rotation_replaces_exactly_the_named_secrets(host):
+    before = environment(host)
+    code, out = run("-e", "rotate_secrets=JWT_SECRET,COOKIE_SECRET")
+    assert code == 0, out[-2000:]
+    after = environment(host)
+    for name in ("JWT_SECRET", "COOKIE_SECRET"):
+        assert after[name] != before[name]
+        assert after[name + "_PREVIOUS"] == before[name]
+    for name in set(GENERATED) - {"JWT_SECRET", "COOKIE_SECRET"}:
+        assert after[name] == before[name], name
+    assert sorted(n for n in after if n.endswith("_PREVIOUS")) == ["COOKIE_SECRET_PREVIOUS",
+                                                                  "JWT_SECRET_PREVIOUS"]
+
+
+def test_within_the_overlap_a_rerun_keeps_previous(host):
+    before = digest(host)
+    code, out = run()
+    assert code == 0 and recap_changed(out) == 0
+    assert digest(host) == before
+
+
+def test_after_the_overlap_previous_is_removed(host):
+    before = environment(host)
+    code, out = run("-e", "secrets_overlap=0")
+    assert code == 0, out[-2000:]
+    after = environment(host)
+    assert not [n for n in after if n.endswith("_PREVIOUS")]
+    assert all(after[n] == before[n] for n in GENERATED)
+
+
+@pytest.mark.parametrize("extra,message", [
+    ('{"secrets_provided": {"SMTP_PASS": "tooshort"}}', "secret SMTP_PASS is too short"),
+    ('{"secrets_provided": {"SMTP_PASS": ""}}', "secret SMTP_PASS is missing or empty"),
+    ('{"rotate_secrets": "JWT_SECRTE"}', "cannot rotate JWT_SECRTE: no such secret"),
+])
+def test_bad_input_stops_the_run_before_anything_changes(host, extra, message):
+    before = digest(host)
+    # base would change the time zone if the run got that far
+    code, out = run("-e", extra, "-e", "base_timezone=Europe/Paris", everything=True)
+    assert code != 0
+    assert message in out
+    assert "tooshort" not in out
+    assert digest(host) == before
+    assert host.check_output("timedatectl show -p Timezone --value") == "Etc/UTC"
+
+
+def test_verbose_diff_rotation_of_all(host):
+    before = environment(host)
+    code, out = run("-vvv", "--diff", "-e", "rotate_secrets=all")
+    assert code == 0, out[-2000:]
+    after = environment(host)
+    assert all(after[n] != before[n] and after[n + "_PREVIOUS"] == before[n] for n in GENERATED)
+    assert after["SMTP_PASS"] == SMTP_PASS
+
+
+def test_no_value_appears_in_any_output(host, ephemeral_dir):
+    environment(host)
+    with open(os.path.join(ephemeral_dir, "ansible.log"), encoding="utf-8") as fh:
+        logged = fh.read()
+    assert "PLAY RECAP" in logged, "Molecule's runs were logged"
+    texts = outputs + [logged]
+    assert len(outputs) >= 8
+    for value in seen_values:
+        for text in texts:
+            assert value not in text, "a secret value was printed"

@@ -1,0 +1,128 @@
+"""The secrets env file logic behind berth.stack.secrets."""
+
+import itertools
+
+import pytest
+
+from ansible_collections.berth.stack.plugins.module_utils.secrets_file import (
+    SecretsError, generate, parse, plan, render)
+
+DAY = 86400
+DEFS = [
+    {"name": "JWT_SECRET", "bytes": 32, "encoding": "base64url", "min_length": 32},
+    {"name": "SECRET_KEY", "bytes": 32, "encoding": "hex", "min_length": 32},
+    {"name": "SMTP_PASS", "source": "provided", "min_length": 8, "required": False},
+]
+
+
+def counter():
+    numbers = itertools.count(1)
+    return lambda nbytes, enc: f"v{next(numbers):0{nbytes}d}"
+
+
+def run(text="", provided=None, rotate=(), overlap=7 * DAY, now=1000, make=None, derived=None):
+    return plan(text, DEFS, provided or {}, list(rotate), overlap, now, derived, make or counter())
+
+
+def test_generate_encodings():
+    assert len(generate(32, "hex")) == 64
+    value = generate(32, "base64url")
+    assert len(value) == 43 and "=" not in value and "+" not in value and "/" not in value
+    assert generate(32, "hex") != generate(32, "hex")
+
+
+def test_first_run_generates_and_second_run_is_identical():
+    text, report = run()
+    assert report["generated"] == ["JWT_SECRET", "SECRET_KEY"]
+    values, _ = parse(text)
+    assert set(values) == {"JWT_SECRET", "SECRET_KEY"}
+    again, report2 = run(text, make=lambda *_: pytest.fail("must not generate"))
+    assert again == text
+    assert not any(report2.values())
+
+
+def test_rotation_keeps_previous_for_the_overlap_then_drops_it():
+    text, _ = run()
+    old = parse(text)[0]
+    rotated, report = run(text, rotate=["JWT_SECRET"], now=2000, make=lambda *_: "n" * 43)
+    values, when = parse(rotated)
+    assert report["rotated"] == ["JWT_SECRET"]
+    assert values["JWT_SECRET"] == "n" * 43
+    assert values["JWT_SECRET_PREVIOUS"] == old["JWT_SECRET"]
+    assert values["SECRET_KEY"] == old["SECRET_KEY"]
+    assert when == {"JWT_SECRET": 2000}
+    # within the overlap: unchanged
+    assert run(rotated, now=2000 + 7 * DAY - 1)[0] == rotated
+    # after it, or with the overlap set to 0: gone
+    for later in (run(rotated, now=2000 + 7 * DAY), run(rotated, overlap=0, now=2001)):
+        values, when = parse(later[0])
+        assert "JWT_SECRET_PREVIOUS" not in values and not when
+        assert later[1]["expired"] == ["JWT_SECRET_PREVIOUS"]
+
+
+def test_rotate_all_takes_generated_only():
+    text, _ = run(provided={"SMTP_PASS": "p" * 10})
+    _, report = run(text, provided={"SMTP_PASS": "p" * 10}, rotate=["all"])
+    assert report["rotated"] == ["JWT_SECRET", "SECRET_KEY"]
+
+
+def test_rotation_with_zero_overlap_keeps_no_previous():
+    text, _ = run()
+    values, _ = parse(run(text, rotate=["all"], overlap=0)[0])
+    assert not [n for n in values if n.endswith("_PREVIOUS")]
+
+
+@pytest.mark.parametrize("rotate,message", [
+    (["NOPE"], "cannot rotate NOPE: no such secret"),
+    (["SMTP_PASS"], "cannot rotate SMTP_PASS: it is provided"),
+])
+def test_bad_rotation_names(rotate, message):
+    with pytest.raises(SecretsError, match=message):
+        run(rotate=rotate)
+
+
+def test_provided_secret_checks_name_it_never_the_value():
+    with pytest.raises(SecretsError) as err:
+        run(provided={"SMTP_PASS": "short"})
+    assert "SMTP_PASS is too short" in str(err.value) and "short\"" not in str(err.value)
+    required = [dict(DEFS[2], required=True)]
+    with pytest.raises(SecretsError, match="SMTP_PASS is missing or empty"):
+        plan("", required, {"SMTP_PASS": ""}, [], 0, 0)
+
+
+def test_too_short_value_on_the_host_is_refused_unless_rotated():
+    text = render({"JWT_SECRET": "abc", "SECRET_KEY": "k" * 64}, {})
+    with pytest.raises(SecretsError, match="JWT_SECRET on the host is shorter than 32"):
+        run(text)
+    assert parse(run(text, rotate=["JWT_SECRET"], overlap=0)[0])[0]["JWT_SECRET"] != "abc"
+
+
+def test_derived_values_are_url_quoted_and_follow_rotation():
+    defs = [{"name": "DB_PASSWORD", "bytes": 16, "encoding": "hex", "min_length": 8}]
+    tpl = {"DATABASE_URL": "postgresql://app:{DB_PASSWORD}@localhost/app"}
+    text, _ = plan("", defs, {}, [], 0, 0, tpl, lambda *_: "a/b c")
+    assert parse(text)[0]["DATABASE_URL"] == "postgresql://app:a%2Fb%20c@localhost/app"
+    text2, report = plan(text, defs, {}, ["DB_PASSWORD"], 0, 0, tpl, lambda *_: "x" * 32)
+    assert report["derived"] == ["DATABASE_URL"]
+    assert parse(text2)[0]["DATABASE_URL"].endswith(":" + "x" * 32 + "@localhost/app")
+
+
+def test_odd_provided_values_round_trip():
+    # systemd's reading of the same file is checked on a real host by molecule/secrets
+    value = 'p@ss "w$rd" `x` \\ end'
+    text, _ = run(provided={"SMTP_PASS": value})
+    assert parse(text)[0]["SMTP_PASS"] == value
+
+
+@pytest.mark.parametrize("bad", [
+    {"name": "lower"}, {"name": "X_PREVIOUS"}, {"name": "X", "encoding": "rot13"},
+    {"name": "X", "bytes": 8}, {"name": "X", "source": "vault"},
+])
+def test_bad_definitions(bad):
+    with pytest.raises(SecretsError):
+        plan("", [bad], {}, [], 0, 0)
+
+
+def test_garbage_in_the_file_is_refused():
+    with pytest.raises(SecretsError, match="line 1"):
+        parse("this is not an env file\n")
