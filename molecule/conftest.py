@@ -5,6 +5,7 @@ ansible backend), and may reach a host over the network through its address on t
 network, the way a client or an attacker would.
 """
 
+import base64
 import json
 import os
 import re
@@ -15,9 +16,12 @@ import yaml
 
 
 def _instances():
+    """The hosts under test: the `berth` group when a scenario has one (its other instances,
+    such as an outsider, are tools of the tests), else every instance."""
     with open(os.environ["MOLECULE_INVENTORY_FILE"], encoding="utf-8") as fh:
         inventory = yaml.safe_load(fh)
-    return sorted(inventory["all"]["hosts"])
+    group = inventory.get("berth") or inventory["all"]
+    return sorted(group["hosts"])
 
 
 def pytest_configure(config):
@@ -57,6 +61,15 @@ def ansible_playbook(playbook, *args):
         capture_output=True, text=True, check=False, cwd=scenario, timeout=900,
     )
     return result.returncode, result.stdout + result.stderr
+
+
+def as_app(host, env_file, user, script, stdin):
+    """Run `script` (sh) as the app runs: its user and the environment systemd gives it from
+    env_file; stdin (text) is fed through base64, so any quoting survives."""
+    encoded = base64.b64encode(stdin.encode()).decode()
+    return host.check_output(
+        f"echo {encoded} | base64 -d | systemd-run --quiet --pipe --wait "
+        f"-p EnvironmentFile={env_file} -p User={user} sh -c '{script}'")
 
 
 def recap_changed(output):

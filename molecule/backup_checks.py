@@ -1,0 +1,90 @@
+"""The backup role's behaviour, shared by the postgresql and sqlite scenarios.
+
+Each scenario gives `sql(host, statement)`, which runs SQL as the app would, with the
+DATABASE_URL from the app's environment, and returns the output.
+"""
+
+import json
+
+from conftest import ansible_playbook
+
+UNIT = "berth-backup-demoapp"
+CONFIG = "/etc/berth/demoapp-backup.json"
+STATUS = "/var/lib/berth/demoapp/backup-status.json"
+
+
+def tool(host, run_as, *args):
+    return host.run(f"runuser -u {run_as} -- /usr/local/sbin/berth-backup -c {CONFIG} {' '.join(args)}")
+
+
+def backups(host, run_as):
+    return tool(host, run_as, "list").stdout.split()
+
+
+def run_unit(host):
+    return host.run(f"systemctl start {UNIT}.service")
+
+
+def check_timer(host):
+    timer = host.service(f"{UNIT}.timer")
+    assert timer.is_enabled and timer.is_running
+
+
+def check_backup_restore_round_trip(host, run_as, sql):
+    sql(host, "CREATE TABLE IF NOT EXISTS drill_notes (text text)")
+    sql(host, "INSERT INTO drill_notes (text) VALUES ('keep me')")
+    assert run_unit(host).rc == 0
+    status = json.loads(host.file(STATUS).content_string)
+    newest = backups(host, run_as)[-1]
+    assert status["ok"] is True and status["backup"] == newest, status
+    sql(host, "DELETE FROM drill_notes WHERE text = 'keep me'")
+    assert "keep me" not in sql(host, "SELECT text FROM drill_notes")
+    code, out = ansible_playbook("../../playbooks/restore.yml", "-e", f"backup={newest}")
+    assert code == 0, out[-3000:]
+    assert "keep me" in sql(host, "SELECT text FROM drill_notes")
+    # the restore kept a safety backup of what it replaced
+    assert len(backups(host, run_as)) >= 2
+
+
+def check_flipped_bytes(host, run_as, dump_name):
+    assert run_unit(host).rc == 0
+    newest = backups(host, run_as)[-1]
+    dump = f"/var/backups/berth/demoapp/{newest}/{dump_name}"
+    size = int(host.check_output(f"stat -c %s {dump}"))
+    host.check_output(
+        f"printf '\\xff\\x00\\xff' | dd of={dump} bs=1 seek={size // 2} conv=notrunc status=none")
+    code, out = ansible_playbook("../../playbooks/restore.yml", "-e", f"backup={newest}")
+    assert code != 0
+    assert "checksum mismatch" in out
+    drill = tool(host, run_as, "drill")
+    assert drill.rc != 0
+    status = json.loads(host.file(STATUS).content_string)
+    assert status["ok"] is False and status["backup"] == newest and "checksum" in status["detail"]
+    host.check_output(f"rm -r /var/backups/berth/demoapp/{newest}")
+
+
+def check_failure_is_loud(host, break_cmd, repair_cmd):
+    host.check_output(break_cmd)
+    try:
+        assert run_unit(host).rc != 0
+        assert f"{UNIT}.service" in host.check_output("systemctl --failed --no-legend --plain")
+        alert = host.check_output(f"journalctl -u {UNIT}-alert.service -o cat --no-pager")
+        assert f"ALERT: {UNIT}.service failed" in alert
+    finally:
+        host.check_output(repair_cmd)
+        host.run(f"systemctl reset-failed {UNIT}.service")
+    assert run_unit(host).rc == 0
+
+
+def check_retention(host, run_as):
+    assert run_unit(host).rc == 0
+    assert run_unit(host).rc == 0
+    names = backups(host, run_as)
+    assert len(names) >= 3
+    old = names[:-1]
+    for name in old:
+        host.check_output(f"touch -d '40 days ago' /var/backups/berth/demoapp/{name}")
+    assert run_unit(host).rc == 0
+    left = backups(host, run_as)
+    assert not set(old) & set(left), left
+    assert names[-1] in left

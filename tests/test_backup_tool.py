@@ -1,0 +1,106 @@
+"""roles/backup/files/berth-backup.py against real SQLite files (PostgreSQL: molecule/postgresql)."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import sqlite3
+import time
+
+import pytest
+
+TOOL = pathlib.Path(__file__).resolve().parent.parent / "roles/backup/files/berth-backup.py"
+spec = importlib.util.spec_from_file_location("berth_backup", TOOL)
+bb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bb)
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    db = tmp_path / "app.sqlite3"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+    conn.executemany("INSERT INTO notes (text) VALUES (?)", [("a",), ("b",), ("c",)])
+    conn.commit()
+    conn.close()
+    config = {"engine": "sqlite", "sqlite_path": str(db), "dir": str(tmp_path / "backups"),
+              "status_file": str(tmp_path / "status.json"), "owner": "root",
+              "retention_days": 30, "retention_count": 0}
+    path = tmp_path / "backup.json"
+    path.write_text(json.dumps(config))
+    return config | {"_file": str(path)}
+
+
+def cli(cfg, *args):
+    return bb.main(["-c", cfg["_file"], *args])
+
+
+def rows(path):
+    conn = sqlite3.connect(path)
+    try:
+        return [r[0] for r in conn.execute("SELECT text FROM notes ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def test_backup_is_complete_and_checked(cfg):
+    assert cli(cfg, "backup") == 0
+    [backup] = bb.backups(pathlib.Path(cfg["dir"]))
+    assert bb.manifest(backup)["counts"] == {"notes": 3}
+    bb.verify(backup)
+    assert not [p for p in pathlib.Path(cfg["dir"]).iterdir() if p.name.startswith(".")]
+    assert cli(cfg, "drill") == 0
+    status = json.loads(pathlib.Path(cfg["status_file"]).read_text())
+    assert status["ok"] and status["backup"] == backup.name
+
+
+def test_flipped_byte_is_refused_and_flagged(cfg):
+    cli(cfg, "backup")
+    [backup] = bb.backups(pathlib.Path(cfg["dir"]))
+    dump = backup / "db.sqlite3"
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dump.write_bytes(bytes(data))
+    with pytest.raises(bb.BackupError, match="checksum mismatch"):
+        bb.verify(backup)
+    assert cli(cfg, "restore", backup.name) == 1
+    assert cli(cfg, "drill") == 1
+    status = json.loads(pathlib.Path(cfg["status_file"]).read_text())
+    assert status["ok"] is False and "checksum" in status["detail"]
+
+
+def test_restore_brings_deleted_rows_back(cfg):
+    cli(cfg, "backup")
+    [backup] = bb.backups(pathlib.Path(cfg["dir"]))
+    conn = sqlite3.connect(cfg["sqlite_path"])
+    conn.execute("DELETE FROM notes")
+    conn.commit()
+    conn.close()
+    assert rows(cfg["sqlite_path"]) == []
+    assert cli(cfg, "restore", backup.name) == 0
+    assert rows(cfg["sqlite_path"]) == ["a", "b", "c"]
+
+
+def test_unknown_backup_names(cfg):
+    for name in ("nope", "../etc", ".hidden"):
+        assert cli(cfg, "restore", name) == 1
+
+
+def test_retention_by_age_and_count(cfg):
+    for _ in range(4):
+        cli(cfg, "backup")
+    existing = bb.backups(pathlib.Path(cfg["dir"]))
+    old = time.time() - 40 * 86400
+    for path in existing[:2]:
+        os.utime(path, (old, old))
+    assert bb.prune(cfg) == [p.name for p in reversed(existing[:2])]
+    assert bb.prune(cfg | {"retention_count": 1}) == [existing[2].name]
+    # the newest survives even when it is older than the limit
+    os.utime(existing[3], (old, old))
+    assert bb.prune(cfg) == []
+    assert bb.backups(pathlib.Path(cfg["dir"])) == [existing[3]]
+
+
+def test_drill_without_backup_fails(cfg):
+    assert cli(cfg, "drill") == 1
