@@ -7,7 +7,7 @@ import time
 import pytest
 
 # Every Redis host of the scenario; not the outsider, which plays the attacker.
-REDIS_HOSTS = ["podman://redis-debian12", "podman://redis-debian13"]
+REDIS_HOSTS = ["podman://redis-debian12"]
 OUTSIDER = "podman://redis-outsider"
 
 ENV_FILE = "/etc/berth/demoapp/secrets.env"
