@@ -76,6 +76,10 @@ def test_journald_limits_in_effect(host):
     "maxauthtries 3",
     "x11forwarding no",
     "allowtcpforwarding no",
+    "maxsessions 4",
+    "loglevel VERBOSE",
+    "compression no",
+    "tcpkeepalive no",
 ])
 def test_sshd_effective_settings(host, setting):
     assert setting in host.check_output("sshd -T").splitlines()
@@ -106,3 +110,40 @@ def test_machine_kernel_untouched(ephemeral_dir):
     for key, value in before.items():
         with open("/proc/sys/" + key.replace(".", "/"), encoding="utf-8") as fh:
             assert fh.read().strip() == value, key
+
+
+def test_core_dumps_refused(host):
+    # a new login session (PAM limits) gets a hard limit of 0 and cannot raise it
+    assert host.check_output("su -s /bin/sh -c 'ulimit -H -c' nobody") == "0"
+    assert host.run("su -s /bin/sh -c 'ulimit -c 1024' nobody").rc != 0
+
+
+def test_new_password_uses_the_rounds(host):
+    # chpasswd hashes with SHA-crypt when asked and takes the rounds from login.defs
+    host.check_output("useradd -M berth-rounds-probe && echo 'berth-rounds-probe:x-Probe-1' | chpasswd -c SHA512")
+    try:
+        entry = host.check_output("getent shadow berth-rounds-probe")
+        assert "$6$rounds=65536$" in entry.split(":")[1]
+    finally:
+        host.run("userdel berth-rounds-probe")
+
+
+def test_needrestart_never_restarts(host):
+    # the configuration as needrestart itself loads it (its main file includes conf.d/)
+    out = host.check_output(
+        "perl -e 'our %nrconf; do \"/etc/needrestart/needrestart.conf\"; print $nrconf{restart}'")
+    assert out == "l", out
+
+
+def test_login_sessions_get_a_private_tmpdir(host):
+    uid = host.check_output("id -u nobody")
+    assert host.check_output("su -s /bin/sh -c 'echo $TMPDIR' nobody") == f"/tmp/user/{uid}"
+
+
+@pytest.mark.parametrize("pkg", ["debsums", "apt-show-versions"])
+def test_audit_tools(host, pkg):
+    assert host.package(pkg).is_installed
+
+
+def test_login_banner(host):
+    assert "Authorised access only" in host.check_output("cat /etc/issue.net")
