@@ -1,11 +1,12 @@
 """The secrets env file logic behind berth.stack.secrets."""
 
 import itertools
+import re
 
 import pytest
 
 from ansible_collections.berth.stack.plugins.module_utils.secrets_file import (
-    SecretsError, generate, parse, plan, render)
+    SecretsError, generate, parse, plan, render, secret_id)
 
 DAY = 86400
 DEFS = [
@@ -105,6 +106,23 @@ def test_derived_values_are_url_quoted_and_follow_rotation():
     text2, report = plan(text, defs, {}, ["DB_PASSWORD"], 0, 0, tpl, lambda *_: "x" * 32)
     assert report["derived"] == ["DATABASE_URL"]
     assert parse(text2)[0]["DATABASE_URL"].endswith(":" + "x" * 32 + "@localhost/app")
+
+
+def test_derived_id_names_the_value_and_changes_with_it():
+    defs = [{"name": "DB_PASSWORD", "bytes": 16, "encoding": "hex", "min_length": 8}]
+    tpl = {"DATABASE_URL": "postgresql://app_{DB_PASSWORD:id}:{DB_PASSWORD}@localhost/app"}
+    text, _ = plan("", defs, {}, [], 0, 0, tpl, lambda *_: "a/b c")
+    assert parse(text)[0]["DATABASE_URL"] == (
+        f"postgresql://app_{secret_id('a/b c')}:a%2Fb%20c@localhost/app")
+    assert re.fullmatch("[0-9a-f]{8}", secret_id("a/b c"))
+    text2, _ = plan(text, defs, {}, ["DB_PASSWORD"], 0, 0, tpl, lambda *_: "x" * 32)
+    assert f"app_{secret_id('x' * 32)}:" in parse(text2)[0]["DATABASE_URL"]
+
+
+def test_derived_template_with_another_format_is_refused():
+    defs = [{"name": "DB_PASSWORD", "bytes": 16, "encoding": "hex", "min_length": 8}]
+    with pytest.raises(SecretsError, match="takes {NAME} or {NAME:id} only"):
+        plan("", defs, {}, [], 0, 0, {"URL": "{DB_PASSWORD.upper}"}, lambda *_: "x" * 32)
 
 
 def test_odd_provided_values_round_trip():

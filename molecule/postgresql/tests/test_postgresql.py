@@ -1,9 +1,11 @@
 """PostgreSQL and its backups, on the host and from a second container."""
 
+import re
+
 import pytest
 
 import backup_checks as checks
-from conftest import as_app
+from conftest import ansible_playbook, as_app, recap_changed
 
 ENV = "/etc/berth/demoapp/secrets.env"
 
@@ -18,14 +20,28 @@ def outsider(host):
     return host.get_host("podman://postgresql-outsider")
 
 
+def database_url(host):
+    env = host.file(ENV).content_string.splitlines()
+    return next(line.split("=", 1)[1] for line in env if line.startswith("DATABASE_URL="))
+
+
+def connect(host, url, statement):
+    return host.run(f"psql '{url}' -v ON_ERROR_STOP=1 -qtAc '{statement}'")
+
+
 def test_app_connects_with_its_password(host):
-    assert sql(host, "SELECT current_user") == "demoapp"
+    # it logs in as the login role of its password and acts as the owner role
+    session_user, current_user = sql(host, "SELECT session_user, current_user").split("|")
+    assert re.fullmatch("demoapp_[0-9a-f]{8}", session_user), session_user
+    assert current_user == "demoapp"
 
 
 def test_wrong_password_is_refused(host):
-    result = host.run("PGPASSWORD=wrong psql -h localhost -U demoapp -d demoapp -tAc 'SELECT 1'")
-    assert result.rc != 0
-    assert "password authentication failed" in result.stderr
+    login = sql(host, "SELECT session_user")
+    for user in (login, "demoapp"):
+        result = host.run(f"PGPASSWORD=wrong psql -h localhost -U {user} -d demoapp -tAc 'SELECT 1'")
+        assert result.rc != 0
+        assert "password authentication failed" in result.stderr
 
 
 def test_other_roles_cannot_use_the_app_database(host):
@@ -74,3 +90,32 @@ def test_failure_is_loud(host):
 
 def test_retention(host):
     checks.check_retention(host, "postgres")
+
+
+def test_password_rotation_keeps_running_processes_connected(host):
+    old_url = database_url(host)
+    sql(host, "CREATE TABLE IF NOT EXISTS rotation_probe (n int)")
+    code, out = ansible_playbook("converge.yml", "--tags", "secrets,database",
+                                 "-e", "rotate_secrets=DATABASE_PASSWORD")
+    assert code == 0, out[-3000:]
+    new_url = database_url(host)
+    assert new_url != old_url
+    # during the overlap both passwords log in, each as its own role, both acting as the owner
+    for url in (old_url, new_url):
+        result = connect(host, url, "INSERT INTO rotation_probe VALUES (1); SELECT current_user")
+        assert result.rc == 0, result.stderr
+        assert result.stdout.strip() == "demoapp"
+    assert connect(host, new_url, "CREATE TABLE rotation_new (n int)").rc == 0
+    owner = sql(host, "SELECT tableowner FROM pg_tables WHERE tablename = 'rotation_new'")
+    assert owner == "demoapp"
+
+    # the overlap ends: the old password no longer logs in, the new one does
+    code, out = ansible_playbook("converge.yml", "--tags", "secrets,database", "-e", "secrets_overlap=0")
+    assert code == 0, out[-3000:]
+    assert connect(host, old_url, "SELECT 1").rc != 0
+    assert connect(host, new_url, "SELECT count(*) FROM rotation_probe").stdout.strip() == "2"
+    logins = host.check_output("runuser -u postgres -- psql -tAc "
+                               "\"SELECT count(*) FROM pg_roles WHERE rolname ~ '^demoapp_'\"")
+    assert logins == "1"
+    code, out = ansible_playbook("converge.yml", "--tags", "secrets,database")
+    assert code == 0 and recap_changed(out) == 0, out[-3000:]

@@ -1,10 +1,11 @@
 # -*- coding: utf-8 -*-
-"""Filter berth.stack.env_values: the values of a berth secrets env file, by name."""
+"""Filters berth.stack.env_values (the values of a berth secrets env file, by name) and
+berth.stack.secret_id (the short public name of a secret value, as {NAME:id} in derived values)."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.berth.stack.plugins.module_utils.secrets_file import SecretsError, parse
+from ansible_collections.berth.stack.plugins.module_utils.secrets_file import SecretsError, parse, secret_id
 
 DOCUMENTATION = r"""
 name: env_values
@@ -40,4 +41,4 @@ def env_values(text):
 
 class FilterModule:
     def filters(self):
-        return {"env_values": env_values}
+        return {"env_values": env_values, "secret_id": secret_id}

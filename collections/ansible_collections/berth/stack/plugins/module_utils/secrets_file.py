@@ -12,8 +12,10 @@ when NAME_PREVIOUS expires (rotation time + the overlap in force at that run).
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import secrets as _random
+import string
 from urllib.parse import quote
 
 NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -26,8 +28,38 @@ HEADER = (
 )
 
 
+def secret_id(value: str) -> str:
+    """A short public name for a secret value (8 hex digits of its SHA-256): what changes when
+    the value rotates, e.g. the PostgreSQL login role that goes with a password. 32 bits of a
+    hash of 256 random bits tell nothing about the value."""
+    return hashlib.sha256(value.encode()).hexdigest()[:8]
+
+
+class _Quoted(str):
+    """A URL-quoted value for derived templates; {NAME:id} gives the secret_id of the raw value."""
+
+    def __new__(cls, raw: str):
+        obj = super().__new__(cls, quote(raw, safe=""))
+        obj.raw = raw
+        return obj
+
+    def __format__(self, spec: str) -> str:
+        return secret_id(self.raw) if spec == "id" else super().__format__(spec)
+
+
 class SecretsError(Exception):
     """Invalid settings or file. The message names secrets, never their values."""
+
+
+def _check_template(name: str, template: str) -> None:
+    """Only {NAME} and {NAME:id}: str.format would otherwise reach attributes and indexes."""
+    error = SecretsError(f"derived value {name}: a template takes {{NAME}} or {{NAME:id}} only")
+    try:
+        fields = [f for f in string.Formatter().parse(template) if f[1] is not None]
+    except ValueError:
+        raise error from None
+    if any(not NAME_RE.match(field) or spec not in ("", "id") or conv for _, field, spec, conv in fields):
+        raise error
 
 
 def generate(nbytes: int, encoding: str) -> str:
@@ -168,8 +200,9 @@ def plan(
     for name, template in sorted((derived or {}).items()):
         if not NAME_RE.match(name) or name in by_name:
             raise SecretsError(f"derived value {name!r} must be UPPER_CASE and not a secret's name")
+        _check_template(name, template)
         try:
-            values[name] = template.format(**{k: quote(v, safe="") for k, v in values.items()})
+            values[name] = template.format(**{k: _Quoted(v) for k, v in values.items()})
         except KeyError as missing:
             raise SecretsError(f"derived value {name} refers to unknown secret {missing}") from None
         if old_values.get(name) != values[name]:
