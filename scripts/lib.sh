@@ -10,7 +10,7 @@ export BERTH_ROOT BERTH_STATE
 
 # Debian packages the controller needs; checked first so a warm machine skips apt entirely.
 BERTH_APT_PACKAGES=(podman runc mmdebstrap apt-cacher-ng python3-venv openssh-client curl rsync git pebble openssl
-  redis-server postgresql)
+  redis-server postgresql wrk testssl.sh)
 # Where test hosts find the .deb cache: the podman network's gateway, i.e. this machine.
 BERTH_APT_PROXY_HOST=10.88.0.1
 BERTH_APT_PROXY_PORT=3142
@@ -107,4 +107,27 @@ setup_controller() {
   mkdir -p "$BERTH_STATE/log"
   ensure_venv
   ensure_testbed
+}
+
+# start_test_host NAME IP [12|13]: a systemd test host with its own address on the podman
+# network, reached over SSH like a VPS (an existing one is started, not re-created).
+start_test_host() {
+  local name=$1 ip=$2 version=${3:-12} i
+  if ! podman container exists "$name"; then
+    # privileged: the stack's own sandboxed units and its firewall need it (TESTBED.md)
+    podman run -d --name "$name" --hostname "$name" --ip "$ip" --privileged --systemd=always \
+      "localhost/berth-debian$version" /sbin/init >/dev/null
+  fi
+  podman start "$name" >/dev/null
+  for i in $(seq 60); do
+    ssh -q -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+      -o ConnectTimeout=2 -i "$BERTH_SSH_KEY" "root@$ip" true 2>/dev/null && return 0
+    sleep 1
+  done
+  die "no SSH on $name ($ip) after 60 s"
+}
+
+# median N...: the median of the numbers given.
+median() {
+  printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
 }

@@ -1,0 +1,66 @@
+"""The full stack under load (stack-postgresql, whose rotation covers the database password too):
+a redeploy and a rotation of every generated secret, each under a steady request stream over
+HTTPS that must see no failed request; then the end of the overlap, and a re-run that changes
+nothing. Runs after stack_tests.py's checks, which issue the token used here."""
+
+import json
+import os
+import shutil
+
+import web_client as web
+from conftest import recap_changed
+from stack_tests import APP, ROOT, me, playbook, site_yml, state, token
+
+def load(site, bearer):
+    auth = {"Authorization": f"Bearer {bearer}"}
+    return web.RequestLoop(site["ip"], site["context"], site["name"], [
+        ("GET", "/health/ready", {}, 200),
+        ("GET", "/api/me", auth, 200),
+        ("GET", "/api/notes", {}, 200),
+    ])
+
+
+def test_redeploy_under_load(host, site, ephemeral_dir):
+    source = os.path.join(ephemeral_dir, "second")
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(os.path.join(ROOT, "examples", "app"), source,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    with open(os.path.join(source, "static", "index.html"), "a", encoding="utf-8") as fh:
+        fh.write("<!-- second release -->\n")
+    before = json.loads(web.get(**site, path="/api/version")[2])["release"]
+    with load(site, state["old_token"]) as loop:
+        code, out = playbook("deploy.yml", host, "-e", f"app_source_dir={source}")
+    assert code == 0, out[-3000:]
+    assert json.loads(web.get(**site, path="/api/version")[2])["release"] != before
+    assert loop.count >= 100 and loop.failed == [], loop.failed[:10]
+
+
+def test_rotation_of_every_secret_under_load(host, site):
+    before = host.file(f"/etc/berth/{APP}/secrets.env").content_string
+    with load(site, state["old_token"]) as loop:
+        code, out = playbook("rotate-secrets.yml", host, "-e", "rotate_secrets=all")
+    assert code == 0, out[-3000:]
+    assert loop.count >= 100 and loop.failed == [], loop.failed[:10]
+    after = host.file(f"/etc/berth/{APP}/secrets.env").content_string
+    for name in ("JWT_SECRET", "DATABASE_PASSWORD", "REDIS_PASSWORD", "SECRET_KEY"):
+        assert f"{name}_PREVIOUS=" in after and f"{name}_PREVIOUS=" not in before, name
+    # the old token verifies with the previous key; a new one is signed with the new key
+    assert json.loads(me(site, state["old_token"])[2])["key"] == "previous"
+    state["new_token"] = token(site, "after-rotation")
+    assert json.loads(me(site, state["new_token"])[2])["key"] == "current"
+
+
+def test_end_of_overlap_under_load(host, site):
+    with load(site, state["new_token"]) as loop:
+        code, out = site_yml(host, "-e", "secrets_overlap=0")
+    assert code == 0, out[-3000:]
+    assert loop.count >= 50 and loop.failed == [], loop.failed[:10]
+    assert "_PREVIOUS=" not in host.file(f"/etc/berth/{APP}/secrets.env").content_string
+    assert me(site, state["old_token"])[0] == 401
+    assert me(site, state["new_token"])[0] == 200
+    assert web.get(**site, path="/health/ready")[0] == 200
+
+
+def test_rerun_changes_nothing(host):
+    code, out = site_yml(host)
+    assert code == 0 and recap_changed(out) == 0, out[-3000:]

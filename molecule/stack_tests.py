@@ -1,0 +1,137 @@
+"""The full-stack checks, shared by the stack-* scenarios (each tests/test_stack.py imports them):
+site.yml's result as its users see it, through nginx with TLS verified against Pebble's root
+only, and as an outsider sees the host's ports. In file order: the converged stack, the
+backup/restore round trip, the test e-mail. stack_load_tests.py adds the work under load."""
+
+import http.client
+import json
+import os
+import ssl
+import subprocess
+
+import pytest
+
+import web_client as web
+from conftest import ansible_playbook, container_ip
+from smtp_sink import Sink
+
+APP = "demoapp"
+SCENARIO = os.environ.get("MOLECULE_SCENARIO_NAME", "")
+ROOT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")
+PEBBLE = os.path.join(ROOT, "scripts", "pebble")
+
+state = {}   # what earlier tests learned (tokens), for later ones
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    """TLS context whose only trust anchor is Pebble's issuing root."""
+    root = subprocess.run([PEBBLE, "ca"], check=True, capture_output=True, text=True).stdout.strip()
+    return ssl.create_default_context(cafile=root)
+
+
+@pytest.fixture
+def site(host, ctx):
+    # each host's name (stack_vars.yml: berth_domains), pointed at it by prepare.yml
+    return {"ip": container_ip(host.backend.name), "context": ctx, "name": f"{host.backend.name}.berth.test"}
+
+
+def playbook(name, host, *args):
+    """A playbook of berth's, as the operator runs it, for this test's host only."""
+    return ansible_playbook(os.path.join(ROOT, "playbooks", name), "--limit", host.backend.name, *args)
+
+
+def site_yml(host, *args):
+    return ansible_playbook(os.path.join(ROOT, "site.yml"), "--limit", host.backend.name, *args)
+
+
+def me(site, token):
+    return web.get(**site, path="/api/me", headers={"Authorization": f"Bearer {token}"})
+
+
+def token(site, sub):
+    status, body = web.post_json(**site, path="/api/token", payload={"sub": sub})
+    assert status == 200, body
+    return body["token"]
+
+
+# --- the converged stack -------------------------------------------------------------------
+
+def test_ready_over_verified_tls(site):
+    status, _, body = web.get(**site, path="/health/ready")
+    assert status == 200, body
+    assert json.loads(body)["status"] == "ok"
+    cert = web.served_certificate(site["ip"], site["context"], site["name"])
+    assert "Pebble" in dict(x[0] for x in cert["issuer"])["commonName"]
+
+
+def test_http_redirects_to_https(site):
+    conn = http.client.HTTPConnection(site["ip"], 80, timeout=10)
+    conn.request("GET", "/health/ready", headers={"Host": site["name"]})
+    assert conn.getresponse().status == 301
+
+
+def test_wss_echo(site):
+    with web.websocket(site["ip"], site["context"], site["name"]) as ws:
+        ws.send("through the whole stack")
+        assert ws.recv(timeout=10) == "through the whole stack"
+
+
+def test_token_issued_and_verified(site):
+    state["old_token"] = token(site, "before-rotation")
+    status, _, body = me(site, state["old_token"])
+    assert status == 200, body
+    assert json.loads(body) == {"sub": "before-rotation", "key": "current"}
+    assert me(site, state["old_token"] + "x")[0] == 401
+
+
+@pytest.mark.parametrize("port", [22, 80, 443])
+def test_open_to_an_outsider(host, site, port):
+    outsider = host.get_host(f"podman://{SCENARIO}-outsider")
+    assert outsider.run(f"timeout 5 bash -c '</dev/tcp/{site['ip']}/{port}'").rc == 0
+
+
+@pytest.mark.parametrize("port", [5432, 6379, 8000, 8080, 25, 3306])
+def test_closed_to_an_outsider(host, site, port):
+    outsider = host.get_host(f"podman://{SCENARIO}-outsider")
+    # a listener on the port, so only the firewall can keep the outsider out
+    host.run(f"systemd-run --quiet --collect --unit=berth-test-listen-{port} "
+             f"python3 -c 'import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
+             f"socket.SO_REUSEADDR, 1); s.bind((\"0.0.0.0\", {port})); s.listen(); time.sleep(60)'")
+    try:
+        assert outsider.run(f"timeout 5 bash -c '</dev/tcp/{site['ip']}/{port}'").rc != 0
+    finally:
+        host.run(f"systemctl stop berth-test-listen-{port}")
+
+
+# --- data: backup, restore -------------------------------------------------------------------
+
+def notes(site):
+    status, _, body = web.get(**site, path="/api/notes")
+    assert status == 200, body
+    return [note["text"] for note in json.loads(body)]
+
+
+def test_notes_survive_backup_and_restore(host, site):
+    assert web.post_json(**site, path="/api/notes", payload={"text": "kept"})[0] == 201
+    code, out = playbook("backup.yml", host)
+    assert code == 0, out[-3000:]
+    name = next(line.split("Newest backup: ", 1)[1].strip().strip("'\"")
+                for line in out.splitlines() if "Newest backup: " in line)
+    assert web.post_json(**site, path="/api/notes", payload={"text": "after the backup"})[0] == 201
+    code, out = playbook("restore.yml", host, "-e", f"backup={name}")
+    assert code == 0, out[-3000:]
+    texts = notes(site)
+    assert "kept" in texts and "after the backup" not in texts, texts
+
+
+# --- e-mail ------------------------------------------------------------------------------------
+
+def test_smtp_test_playbook_sends_as_the_app(host):
+    with Sink("10.88.0.1", 2525, "berth", "test-relay-pass") as sink:
+        host.run(f"install -m 0644 /dev/stdin /etc/berth/{APP}/smtp-ca.pem <<'EOF'\n{sink.ca_pem}EOF")
+        code, out = playbook("smtp-test.yml", host, "-e", "smtp_test_to=ops@berth.test")
+    assert code == 0, out[-3000:]
+    assert "sent to ops@berth.test through 10.88.0.1:2525 (starttls, logged in as berth)" in out
+    assert sink.logins == [True]
+    assert [m.rcpt_tos for m in sink.messages] == [["ops@berth.test"]]
