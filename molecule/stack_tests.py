@@ -8,6 +8,7 @@ import json
 import os
 import ssl
 import subprocess
+import uuid
 
 import pytest
 
@@ -113,16 +114,18 @@ def notes(site):
 
 
 def test_notes_survive_backup_and_restore(host, site):
-    assert web.post_json(**site, path="/api/notes", payload={"text": "kept"})[0] == 201
+    # texts of this run's own: a re-run of verify finds the notes of earlier runs
+    kept, later = f"kept {uuid.uuid4()}", f"after the backup {uuid.uuid4()}"
+    assert web.post_json(**site, path="/api/notes", payload={"text": kept})[0] == 201
     code, out = playbook("backup.yml", host)
     assert code == 0, out[-3000:]
     name = next(line.split("Newest backup: ", 1)[1].strip().strip("'\"")
                 for line in out.splitlines() if "Newest backup: " in line)
-    assert web.post_json(**site, path="/api/notes", payload={"text": "after the backup"})[0] == 201
+    assert web.post_json(**site, path="/api/notes", payload={"text": later})[0] == 201
     code, out = playbook("restore.yml", host, "-e", f"backup={name}")
     assert code == 0, out[-3000:]
     texts = notes(site)
-    assert "kept" in texts and "after the backup" not in texts, texts
+    assert kept in texts and later not in texts, texts
 
 
 # --- e-mail ------------------------------------------------------------------------------------
