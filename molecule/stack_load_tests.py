@@ -27,11 +27,20 @@ def test_redeploy_under_load(host, site, ephemeral_dir):
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     with open(os.path.join(source, "static", "index.html"), "a", encoding="utf-8") as fh:
         fh.write("<!-- second release -->\n")
+    # a static file changed and the same size: its validators must change all the same
+    css = os.path.join(source, "static", "style.css")
+    with open(css, encoding="utf-8") as fh:
+        text = fh.read()
+    with open(css, "w", encoding="utf-8") as fh:
+        fh.write(text.replace("#1d2430", "#1d2431", 1))
     before = json.loads(web.get(**site, path="/api/version")[2])["release"]
+    etag = web.get(**site, path="/static/style.css")[1]["ETag"]
     with load(site, state["old_token"]) as loop:
         code, out = playbook("deploy.yml", host, "-e", f"app_source_dir={source}")
     assert code == 0, out[-3000:]
     assert json.loads(web.get(**site, path="/api/version")[2])["release"] != before
+    _, headers, body = web.get(**site, path="/static/style.css")
+    assert b"#1d2431" in body and headers["ETag"] != etag, headers
     assert loop.count >= 100 and loop.failed == [], loop.failed[:10]
 
 
