@@ -3,11 +3,8 @@ site.yml's result as its users see it, through nginx with TLS verified against P
 only, and as an outsider sees the host's ports. In file order: the converged stack, the
 backup/restore round trip, the test e-mail. stack_load_tests.py adds the work under load."""
 
-import http.client
 import json
 import os
-import ssl
-import subprocess
 import uuid
 
 import pytest
@@ -19,16 +16,13 @@ from smtp_sink import Sink
 APP = "demoapp"
 SCENARIO = os.environ.get("MOLECULE_SCENARIO_NAME", "")
 ROOT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")
-PEBBLE = os.path.join(ROOT, "scripts", "pebble")
 
 state = {}   # what earlier tests learned (tokens), for later ones
 
 
 @pytest.fixture(scope="module")
 def ctx():
-    """TLS context whose only trust anchor is Pebble's issuing root."""
-    root = subprocess.run([PEBBLE, "ca"], check=True, capture_output=True, text=True).stdout.strip()
-    return ssl.create_default_context(cafile=root)
+    return web.pebble_context()
 
 
 @pytest.fixture
@@ -67,9 +61,8 @@ def test_ready_over_verified_tls(site):
 
 
 def test_http_redirects_to_https(site):
-    conn = http.client.HTTPConnection(site["ip"], 80, timeout=10)
-    conn.request("GET", "/health/ready", headers={"Host": site["name"]})
-    assert conn.getresponse().status == 301
+    status, headers, _ = web.plain_http(site["ip"], "/health/ready", site["name"])
+    assert (status, headers["Location"]) == (301, f"https://{site['name']}/health/ready")
 
 
 def test_wss_echo(site):

@@ -4,11 +4,36 @@ context (in the tests: Pebble's issuing root and nothing else)."""
 
 import http.client
 import json
+import os
 import socket
+import ssl
+import subprocess
 import threading
 import time
 
 import websockets.sync.client
+
+
+def pebble_root():
+    """Path of Pebble's current issuing root (scripts/pebble ca: Pebble makes one per start)."""
+    pebble = os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", "."), "scripts", "pebble")
+    return subprocess.run([pebble, "ca"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def pebble_context():
+    """TLS context whose only trust anchor is Pebble's issuing root."""
+    return ssl.create_default_context(cafile=pebble_root())
+
+
+def plain_http(ip, path, name):
+    """One request on port 80: (status, headers, body)."""
+    conn = http.client.HTTPConnection(ip, 80, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Host": name})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
 
 
 class Conn(http.client.HTTPSConnection):

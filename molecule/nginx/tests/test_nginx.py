@@ -32,29 +32,17 @@ IDLE_SECONDS = 70
 
 @pytest.fixture(scope="module")
 def pebble_root():
-    return subprocess.run([PEBBLE, "ca"], check=True, capture_output=True, text=True).stdout.strip()
+    return web.pebble_root()
 
 
 @pytest.fixture(scope="module")
 def ctx(pebble_root):
-    """TLS context whose only trust anchor is Pebble's issuing root."""
     return ssl.create_default_context(cafile=pebble_root)
 
 
 @pytest.fixture
 def site(host, ctx):
     return {"ip": container_ip(host.backend.name), "context": ctx, "name": DOMAIN}
-
-
-def plain_http(ip, path, name):
-    """One request on port 80: (status, headers, body)."""
-    conn = http.client.HTTPConnection(ip, 80, timeout=10)
-    try:
-        conn.request("GET", path, headers={"Host": name})
-        resp = conn.getresponse()
-        return resp.status, dict(resp.getheaders()), resp.read()
-    finally:
-        conn.close()
 
 
 def master_pid(host):
@@ -107,7 +95,7 @@ def test_certificate_files(host):
 
 
 def test_http_redirects_to_https(site):
-    status, headers, _ = plain_http(site["ip"], "/api/notes?x=1", DOMAIN)
+    status, headers, _ = web.plain_http(site["ip"], "/api/notes?x=1", DOMAIN)
     assert status == 301
     assert headers["Location"] == f"https://{DOMAIN}/api/notes?x=1"
 
@@ -117,16 +105,16 @@ def test_acme_challenge_served_on_http(host, site):
     host.check_output(f"mkdir -p {WEBROOT}/.well-known/acme-challenge && "
                       f"echo {token} > {WEBROOT}/.well-known/acme-challenge/{token}")
     try:
-        status, _, body = plain_http(site["ip"], f"/.well-known/acme-challenge/{token}", DOMAIN)
+        status, _, body = web.plain_http(site["ip"], f"/.well-known/acme-challenge/{token}", DOMAIN)
     finally:
         host.run(f"rm -f {WEBROOT}/.well-known/acme-challenge/{token}")
     assert status == 200 and body.decode().strip() == token
-    assert plain_http(site["ip"], "/.well-known/acme-challenge/missing", DOMAIN)[0] == 404
+    assert web.plain_http(site["ip"], "/.well-known/acme-challenge/missing", DOMAIN)[0] == 404
 
 
 def test_unknown_host_dropped_on_http(site):
     with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
-        plain_http(site["ip"], "/", "unknown.berth.test")
+        web.plain_http(site["ip"], "/", "unknown.berth.test")
 
 
 def test_unknown_name_refused_on_https(site):
