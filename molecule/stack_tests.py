@@ -88,11 +88,14 @@ def test_open_to_an_outsider(host, site, port):
 @pytest.mark.parametrize("port", [5432, 6379, 8000, 8080, 25, 3306])
 def test_closed_to_an_outsider(host, site, port):
     outsider = host.get_host(f"podman://{SCENARIO}-outsider")
-    # a listener on the port, so only the firewall can keep the outsider out
+    # A listener on the host's own address (PostgreSQL and Redis hold the port on loopback),
+    # proven to answer on the host, so only the firewall can keep the outsider out.
     host.run(f"systemd-run --quiet --collect --unit=berth-test-listen-{port} "
              f"python3 -c 'import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
-             f"socket.SO_REUSEADDR, 1); s.bind((\"0.0.0.0\", {port})); s.listen(); time.sleep(60)'")
+             f"socket.SO_REUSEADDR, 1); s.bind((\"{site['ip']}\", {port})); s.listen(); time.sleep(60)'")
     try:
+        assert host.run(f"bash -c 'for i in $(seq 50); do (</dev/tcp/{site['ip']}/{port}) 2>/dev/null && exit 0; "
+                        f"sleep 0.1; done; exit 1'").rc == 0, "the test listener did not start"
         assert outsider.run(f"timeout 5 bash -c '</dev/tcp/{site['ip']}/{port}'").rc != 0
     finally:
         host.run(f"systemctl stop berth-test-listen-{port}")
