@@ -278,14 +278,19 @@ def test_settings_changes_apply_and_undeclared_rules_go(host, instance_name, ip,
     assert recap_changed(out) > 0
     assert probe(outsider, ip, [22]) == {22: "filtered"}
     assert ssh_from_controller(ip).returncode == 0
-    # a port opened by hand, then the settings as they were: both undone
+    # a port opened, the policy and log level changed by hand, then the settings as they were:
+    # all undone (the role reads ufw's files to change only what differs)
     host.check_output("ufw allow 5432/tcp")
+    host.check_output("ufw default allow routed")
+    host.check_output("ufw logging medium")
     assert probe(outsider, ip, [5432]) == {5432: "open"}
     code, out = converge(instance_name)
     assert code == 0, out[-3000:]
     assert probe(outsider, ip, [22, 5432]) == {22: "open", 5432: "filtered"}
-    status = host.check_output("ufw status")
+    status = host.check_output("ufw status verbose")
     assert "5432" not in status and "10.88.0.0/30" not in status
+    assert "Logging: on (low)" in status
+    assert "DEFAULT_FORWARD_POLICY=\"DROP\"" in host.file("/etc/default/ufw").content_string
 
 
 # --- fail2ban ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Address and ufw-rule helpers for the firewall role (Python's ipaddress: no netaddr needed)."""
 
 import ipaddress
+import re
 
 
 def _network(value):
@@ -37,19 +38,24 @@ def firewall_ip_in(address, sources):
     return False
 
 
-def firewall_ufw_rules(texts):
-    """The rules in ufw's user.rules / user6.rules contents ('### tuple ###' lines), one per
-    rule: an IPv4 and an IPv6 tuple from 'any' are the same rule. Each is a dict with rule,
-    proto, port, from, comment and simple (a plain incoming rule that berth can express)."""
-    rules = {}
-    for text in texts:
-        for line in text.splitlines():
-            if not line.startswith("### tuple ###"):
-                continue
+def _tuples(text):
+    """ufw's '### tuple ###' lines in one rules file: (fields, comment) for each."""
+    for line in text.splitlines():
+        if line.startswith("### tuple ###"):
             fields = line[len("### tuple ###"):].split()
             comment = ""
             if fields and fields[-1].startswith("comment="):
                 comment = bytes.fromhex(fields.pop()[len("comment="):]).decode("utf-8", "replace")
+            yield fields, comment
+
+
+def firewall_ufw_rules(texts):
+    """The rules in ufw's user.rules / user6.rules contents, one per rule: an IPv4 and an IPv6
+    tuple from 'any' are the same rule. Each is a dict with rule, proto, port, from, comment and
+    simple (a plain incoming rule that berth can express)."""
+    rules = {}
+    for text in texts:
+        for fields, comment in _tuples(text):
             # action proto dport dst sport src [dapp sapp] direction
             simple = (len(fields) == 7 and fields[0] in ("allow", "deny", "reject", "limit")
                       and fields[3] in ("0.0.0.0/0", "::/0") and fields[4] == "any"
@@ -65,13 +71,48 @@ def firewall_ufw_rules(texts):
     return list(rules.values())
 
 
+def _key(item):
+    """A declared rule (dict with rule, proto, port, from) as firewall_ufw_rules keys it."""
+    return (str(item.get("rule", "allow")), str(item.get("proto", "tcp")), str(item["port"]),
+            _network(item.get("from", "any")))
+
+
+def firewall_missing(declared, texts, comment_prefix=""):
+    """The declared rules that ufw's user.rules and user6.rules contents (texts, in that order)
+    do not hold with their comment (comment_prefix + comment) in each family they apply to: a
+    rule from 'any' must be in both, one from an address in its own family's file."""
+    present = []
+    for text in texts:
+        present.append({(r["rule"], r["proto"], r["port"], r["from"]): r["comment"]
+                        for r in firewall_ufw_rules([text]) if r["simple"]})
+    missing = []
+    for item in declared:
+        key = _key(item)
+        if key[3] == "any":
+            families = (0, 1)
+        else:
+            families = (0,) if ipaddress.ip_network(key[3]).version == 4 else (1,)
+        comment = comment_prefix + str(item.get("comment", ""))
+        if any(present[f].get(key) != comment for f in families):
+            missing.append(item)
+    return missing
+
+
+def firewall_ufw_settings(text):
+    """The KEY=value settings of a ufw configuration file (/etc/default/ufw, ufw.conf),
+    quotes removed."""
+    settings = {}
+    for line in text.splitlines():
+        match = re.match(r"^([A-Z0-9_]+)=(.*)$", line.strip())
+        if match:
+            settings[match.group(1)] = match.group(2).strip().strip("\"'")
+    return settings
+
+
 def firewall_undeclared(rules, declared):
     """The rules (from firewall_ufw_rules) that the declared ones (dicts with rule, proto, port,
     from) do not account for."""
-    keys = set()
-    for item in declared:
-        keys.add((str(item.get("rule", "allow")), str(item.get("proto", "tcp")),
-                  str(item["port"]), _network(item.get("from", "any"))))
+    keys = {_key(item) for item in declared}
     return [r for r in rules
             if not r["simple"] or (r["rule"], r["proto"], r["port"], r["from"]) not in keys]
 
@@ -85,4 +126,6 @@ class FilterModule:
             "firewall_ip_in": firewall_ip_in,
             "firewall_ufw_rules": firewall_ufw_rules,
             "firewall_undeclared": firewall_undeclared,
+            "firewall_missing": firewall_missing,
+            "firewall_ufw_settings": firewall_ufw_settings,
         }
