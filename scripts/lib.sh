@@ -113,12 +113,17 @@ setup_controller() {
 # network, reached over SSH like a VPS (an existing one is started, not re-created).
 start_test_host() {
   local name=$1 ip=$2 version=${3:-12} i
+  # A host podman cannot start again (one left "stopping" by a `podman stop` run without
+  # berth's containers.conf) is replaced: a test host holds nothing a converge cannot rebuild.
+  if podman container exists "$name" && ! podman start "$name" >/dev/null 2>&1; then
+    log "$name cannot start ($(podman inspect -f '{{.State.Status}}' "$name")): a new one replaces it"
+    podman rm -f "$name" >/dev/null
+  fi
   if ! podman container exists "$name"; then
     # privileged: the stack's own sandboxed units and its firewall need it (TESTBED.md)
     podman run -d --name "$name" --hostname "$name" --ip "$ip" --privileged --systemd=always \
       "localhost/berth-debian$version" /sbin/init >/dev/null
   fi
-  podman start "$name" >/dev/null
   for i in $(seq 60); do
     ssh -q -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
       -o ConnectTimeout=2 -i "$BERTH_SSH_KEY" "root@$ip" true 2>/dev/null && return 0
