@@ -113,8 +113,8 @@ setup_controller() {
 # network, reached over SSH like a VPS (an existing one is started, not re-created).
 start_test_host() {
   local name=$1 ip=$2 version=${3:-12} i
-  # A host podman cannot start again (one left "stopping" by a `podman stop` run without
-  # berth's containers.conf) is replaced: a test host holds nothing a converge cannot rebuild.
+  # A host podman cannot start again (seen once: stuck in "stopping" after a `podman stop`) is
+  # replaced: a test host holds nothing a converge cannot rebuild.
   if podman container exists "$name" && ! podman start "$name" >/dev/null 2>&1; then
     log "$name cannot start ($(podman inspect -f '{{.State.Status}}' "$name")): a new one replaces it"
     podman rm -f "$name" >/dev/null

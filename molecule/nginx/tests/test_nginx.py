@@ -1,8 +1,8 @@
 """The tls and nginx roles as clients see them: every HTTPS and WSS connection from this machine
 verifies the certificate against Pebble's issuing root and nothing else (scripts/pebble ca). In
-file order: the converged site, its limits and basic auth, a refused configuration change, then a
-WebSocket left idle for 70 s while a changed domain list is re-issued, testssl.sh and a forced
-renewal run."""
+file order: the converged site, its limits and basic auth, a renamed site, a refused configuration
+change, then a WebSocket left idle for 70 s while a changed domain list is re-issued, testssl.sh
+and a forced renewal run."""
 
 import base64
 import http.client
@@ -216,6 +216,35 @@ def test_basic_auth(host, site):
     right = "Basic " + base64.b64encode(f"admin:{basic_auth_password(host)}".encode()).decode()
     status, _, body = web.get(**site, path="/api/version", headers={"Authorization": right})
     assert status == 200 and "release" in json.loads(body), "the right password is let through"
+
+
+# --- a renamed site --------------------------------------------------------------------------
+
+def enabled_sites(host):
+    return host.check_output("ls /etc/nginx/sites-enabled").split()
+
+
+def test_renamed_site_replaces_the_old_one(host, site):
+    # Only the site's name changes; the app, its socket and its certificate keep theirs. Both
+    # sites claim default_server: the old one must go for the new one to pass nginx -t.
+    renamed = {"nginx_site_name": "renamed", "nginx_upstream_socket": SOCKET,
+               "nginx_static_dir": f"/srv/{APP}/current/static",
+               "nginx_ssl_certificate": f"/etc/berth/tls/{APP}/fullchain.pem",
+               "nginx_ssl_certificate_key": f"/etc/berth/tls/{APP}/privkey.pem"}
+    code, out = ansible_playbook("converge.yml", "--tags", "nginx", "-e", json.dumps(renamed))
+    assert code == 0, out[-3000:]
+    assert enabled_sites(host) == ["renamed.conf"]
+    assert not host.file(SITE_CONF).exists
+    assert not host.file(f"/etc/nginx/berth-{APP}.htpasswd").exists
+    assert web.get(**site, path="/health/live")[0] == 200
+    assert web.get(**site, path="/api/version")[0] == 401
+    # and back, for the tests that follow
+    code, out = ansible_playbook("converge.yml", "--tags", "nginx")
+    assert code == 0, out[-3000:]
+    assert enabled_sites(host) == [f"{APP}.conf"]
+    assert not host.file("/etc/nginx/sites-available/renamed.conf").exists
+    assert not host.file("/etc/nginx/berth-renamed.htpasswd").exists
+    assert web.get(**site, path="/health/live")[0] == 200
 
 
 # --- a configuration nginx refuses -----------------------------------------------------------
