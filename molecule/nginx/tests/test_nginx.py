@@ -16,7 +16,7 @@ import time
 import pytest
 
 import web_client as web
-from conftest import ansible_playbook, container_ip
+from conftest import ansible_playbook, container_ip, recap_changed
 
 APP = "demoapp"
 DOMAIN = "nginx.berth.test"
@@ -377,3 +377,41 @@ def test_idle_websocket_survives_70s(idle_websocket):
     ws.send("after the pause")
     assert ws.recv(timeout=10) == "after the pause"
     print(f"WebSocket idle for {idle:.0f} s, then echoed")
+
+
+# --- selfsigned mode: a certificate near its expiry is replaced --------------------------------
+
+SELFSIGNED = f"/etc/berth/tls/{APP}/selfsigned"
+
+
+def served_days_left(host, site):
+    """Days the served certificate has left, verified against the self-signed one only."""
+    context = ssl.create_default_context(cadata=host.file(f"{SELFSIGNED}/fullchain.pem").content_string)
+    cert = web.served_certificate(site["ip"], context, DOMAIN)
+    return (ssl.cert_time_to_seconds(cert["notAfter"]) - time.time()) / 86400
+
+
+def converge_selfsigned():
+    code, out = ansible_playbook("converge.yml", "--tags", "tls,nginx", "-e", "tls_mode=selfsigned")
+    assert code == 0, out[-3000:]
+    return out
+
+
+def test_selfsigned_certificate_near_expiry_replaced(host, site):
+    converge_selfsigned()
+    assert served_days_left(host, site) > 800
+    # 5 days left: the same key signs a short one, which nginx serves from its next reload
+    host.check_output(f"openssl req -x509 -key {SELFSIGNED}/privkey.pem -out {SELFSIGNED}/fullchain.pem "
+                      f"-days 5 -subj /CN={DOMAIN} -addext subjectAltName=DNS:{DOMAIN} "
+                      f"&& systemctl reload nginx")
+    deadline = time.monotonic() + 10
+    while served_days_left(host, site) > 6 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert served_days_left(host, site) < 6
+    converge_selfsigned()
+    deadline = time.monotonic() + 10
+    while served_days_left(host, site) < 800 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert served_days_left(host, site) > 800
+    # and once renewed, a run leaves it alone
+    assert recap_changed(converge_selfsigned()) == 0
