@@ -1,6 +1,6 @@
 """Shared by every scenario's testinfra tests.
 
-Tests run against each Molecule instance through podman:// (TESTBED.md: ~10x faster than the
+Tests run against each Molecule instance through podman:// (docs/TESTING.md: ~10x faster than the
 ansible backend), and may reach a host over the network through its address on the podman
 network, the way a client or an attacker would.
 """

@@ -87,7 +87,7 @@ ensure_testbed() {
     ssh-keygen -q -t ed25519 -N '' -C berth-test -f "$BERTH_STATE/ssh/id_ed25519"
   install -m 0600 "$BERTH_STATE/ssh/id_ed25519.pub" "$BERTH_STATE/ssh/authorized_keys"
   # podman reads this instead of /etc/containers/containers.conf: the machine's own config stays
-  # untouched. runc and the ulimits are what make containers start on this VM (TESTBED.md).
+  # untouched. runc and the ulimits are what make containers start on this VM (docs/TESTING.md).
   cat >"$BERTH_STATE/containers.conf" <<CONF
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
@@ -120,7 +120,7 @@ start_test_host() {
     podman rm -f "$name" >/dev/null
   fi
   if ! podman container exists "$name"; then
-    # privileged: the stack's own sandboxed units and its firewall need it (TESTBED.md)
+    # privileged: the stack's own sandboxed units and its firewall need it (docs/TESTING.md)
     podman run -d --name "$name" --hostname "$name" --ip "$ip" --privileged --systemd=always \
       "localhost/berth-debian$version" /sbin/init >/dev/null
   fi
