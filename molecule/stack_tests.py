@@ -127,8 +127,8 @@ def test_notes_survive_backup_and_restore(host, site):
 # --- e-mail ------------------------------------------------------------------------------------
 
 def test_smtp_test_playbook_sends_as_the_app(host):
-    # the scenario's own port (its group_vars), as the host has it
-    port = int(host.check_output(f"sed -n 's/^SMTP_PORT=//p' /etc/berth/{APP}/app.env").strip("'\""))
+    # the scenario's own port (its group_vars), as the host has it: digits, written unquoted
+    port = int(host.check_output(f"sed -n 's/^SMTP_PORT=//p' /etc/berth/{APP}/app.env"))
     with Sink("10.88.0.1", port, "berth", "test-relay-pass") as sink:
         host.run(f"install -m 0644 /dev/stdin /etc/berth/{APP}/smtp-ca.pem <<'EOF'\n{sink.ca_pem}EOF")
         code, out = playbook("smtp-test.yml", host, "-e", "smtp_test_to=ops@berth.test")
