@@ -82,9 +82,11 @@ class RequestLoop:
     """A steady stream of requests over keep-alive HTTPS while the `with` body runs, one after
     another: `requests` is (method, path, headers, expected status) tuples, sent in turn. Every
     answer other than the expected one, and every connection error, is kept in `failed`; only a
-    GET on a kept-alive connection the server closed is resent once (counted in `retried`)."""
+    GET on a kept-alive connection the server closed is resent once (counted in `retried`).
+    `pause` paces the stream: a request costs ~30 ms of CPU across client, nginx and app, and an
+    unpaced stream took most of a core from the run it watches (docs/TESTING.md)."""
 
-    def __init__(self, ip, context, name, requests, pause=0.01):
+    def __init__(self, ip, context, name, requests, pause=0.2):
         self.ip, self.context, self.name, self.requests, self.pause = ip, context, name, requests, pause
         self.count, self.retried, self.failed = 0, 0, []
         self._stop = threading.Event()

@@ -23,8 +23,9 @@ EXAMPLE = os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", "."), "examp
 UNITS = [f"{APP}.service", f"{APP}-worker-echo.service", f"{APP}-timer-migrate.service"]
 # What one request of the loop prints: the body of /api/version, then the status code.
 ANSWER = re.compile(r'^\{"release":"([0-9a-f]{12})"\} 200$')
-# The request loop, run on the host as a transient unit: one request after another, until told
-# to stop and at least MIN requests were made; one line per request (and one per curl error).
+# The request loop, run on the host as a transient unit: a request every ~0.2 s (paced: each
+# curl costs CPU the deploy under test needs), until told to stop and at least MIN requests were
+# made; one line per request (and one per curl error).
 LOOP = r"""
 rm -f /root/load.log /root/load.stop
 n=0
@@ -32,6 +33,7 @@ while [ ! -e /root/load.stop ] || [ $n -lt "$1" ]; do
   curl -sS --max-time 30 --unix-socket {socket} -w ' %{{http_code}}\n' \
     http://localhost/api/version >>/root/load.log 2>&1
   n=$((n + 1))
+  sleep 0.2
 done
 """.format(socket=SOCKET)
 
