@@ -57,3 +57,15 @@ def test_settings_files():
     text = 'IPV6=yes\n# DEFAULT_INPUT_POLICY="ACCEPT"\nDEFAULT_INPUT_POLICY="DROP"\nLOGLEVEL=low\n'
     assert fw.firewall_ufw_settings(text) == {
         "IPV6": "yes", "DEFAULT_INPUT_POLICY": "DROP", "LOGLEVEL": "low"}
+
+
+def test_sysctl_settings_missing():
+    text = ("#net/ipv4/tcp_syncookies=1\nnet/ipv4/tcp_syncookies=0\n"
+            "net/ipv4/conf/all/rp_filter=0\nnet/ipv4/conf/all/rp_filter=1\n"
+            "net.ipv4.conf.all.log_martians = 1\n")
+    wanted = {"net.ipv4.tcp_syncookies": 1, "net.ipv4.conf.all.rp_filter": 1,
+              "net.ipv4.conf.all.log_martians": 1, "net.ipv4.conf.all.forwarding": 0}
+    # commented out, or set to another value, or absent: missing; the last line counts
+    assert fw.firewall_sysctl_missing(wanted, text) == {
+        "net.ipv4.tcp_syncookies": 1, "net.ipv4.conf.all.forwarding": 0}
+

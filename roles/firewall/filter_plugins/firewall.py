@@ -109,6 +109,19 @@ def firewall_ufw_settings(text):
     return settings
 
 
+def firewall_sysctl_missing(wanted, text):
+    """The settings of wanted (dotted key: value) that ufw's sysctl.conf text (slashed keys) does
+    not hold: a key absent, or whose last uncommented line sets another value (the line
+    lineinfile would replace, and the one `sysctl -p` applies last)."""
+    held = {}
+    for line in text.splitlines():
+        match = re.match(r"^([a-z0-9_/.-]+)\s*=\s*(.*)$", line.strip())
+        if match:
+            held[match.group(1).replace(".", "/")] = match.group(2).strip()
+    return {key: value for key, value in wanted.items()
+            if held.get(key.replace(".", "/")) != str(value)}
+
+
 def firewall_undeclared(rules, declared):
     """The rules (from firewall_ufw_rules) that the declared ones (dicts with rule, proto, port,
     from) do not account for."""
@@ -128,4 +141,5 @@ class FilterModule:
             "firewall_undeclared": firewall_undeclared,
             "firewall_missing": firewall_missing,
             "firewall_ufw_settings": firewall_ufw_settings,
+            "firewall_sysctl_missing": firewall_sysctl_missing,
         }
