@@ -126,7 +126,7 @@ def test_derived_template_with_another_format_is_refused():
 
 
 def test_odd_provided_values_round_trip():
-    # systemd's reading of the same file is checked on a real host by molecule/secrets
+    # systemd's reading of the same file is checked on a real host by molecule/redis (tests/test_secrets.py)
     value = 'p@ss "w$rd" `x` \\ end'
     text, _ = run(provided={"SMTP_PASS": value})
     assert parse(text)[0]["SMTP_PASS"] == value

@@ -13,7 +13,7 @@ from conftest import ansible_playbook, recap_changed
 ENV_FILE = "/etc/berth/demoapp/secrets.env"
 GENERATED = ["SECRET_KEY", "JWT_SECRET", "JWT_REFRESH_SECRET", "COOKIE_SECRET",
              "ENCRYPTION_KEY", "DATABASE_PASSWORD", "REDIS_PASSWORD"]
-SMTP_PASS = 'Sm7p "pa$$ word" `x` \\ end'   # what molecule/secrets/group_vars encrypts
+SMTP_PASS = 'Sm7p "pa$$ word" `x` \\ end'   # what group_vars/berth.yml encrypts
 
 outputs = []
 seen_values = set()
