@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 import web_client as web
-from conftest import ansible_playbook, container_ip
+from conftest import ansible_playbook, container_ip, host_spec
 from smtp_sink import Sink
 
 APP = "demoapp"
@@ -28,16 +28,16 @@ def ctx():
 @pytest.fixture
 def site(host, ctx):
     # each host's name (stack_vars.yml: berth_domains), pointed at it by prepare.yml
-    return {"ip": container_ip(host.backend.name), "context": ctx, "name": f"{host.backend.name}.berth.test"}
+    return {"ip": container_ip(host.backend.hostname), "context": ctx, "name": f"{host.backend.hostname}.berth.test"}
 
 
 def playbook(name, host, *args):
     """A playbook of berth's, as the operator runs it, for this test's host only."""
-    return ansible_playbook(os.path.join(ROOT, "playbooks", name), "--limit", host.backend.name, *args)
+    return ansible_playbook(os.path.join(ROOT, "playbooks", name), "--limit", host.backend.hostname, *args)
 
 
 def site_yml(host, *args):
-    return ansible_playbook(os.path.join(ROOT, "site.yml"), "--limit", host.backend.name, *args)
+    return ansible_playbook(os.path.join(ROOT, "site.yml"), "--limit", host.backend.hostname, *args)
 
 
 def me(site, token):
@@ -81,13 +81,13 @@ def test_token_issued_and_verified(site):
 
 @pytest.mark.parametrize("port", [22, 80, 443])
 def test_open_to_an_outsider(host, site, port):
-    outsider = host.get_host(f"podman://{SCENARIO}-outsider")
+    outsider = host.get_host(host_spec(f"{SCENARIO}-outsider"))
     assert outsider.run(f"timeout 5 bash -c '</dev/tcp/{site['ip']}/{port}'").rc == 0
 
 
 @pytest.mark.parametrize("port", [5432, 6379, 8000, 8080, 25, 3306])
 def test_closed_to_an_outsider(host, site, port):
-    outsider = host.get_host(f"podman://{SCENARIO}-outsider")
+    outsider = host.get_host(host_spec(f"{SCENARIO}-outsider"))
     # A listener on the host's own address (PostgreSQL and Redis hold the port on loopback),
     # proven to answer on the host, so only the firewall can keep the outsider out.
     host.run(f"systemd-run --quiet --collect --unit=berth-test-listen-{port} "

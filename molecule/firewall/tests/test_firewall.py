@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import testinfra
 
-from conftest import ansible_playbook, recap_changed
+from conftest import ansible_playbook, host_spec, recap_changed
 
 OUTSIDER = "firewall-outsider"
 OUTSIDER_IP = "10.88.0.211"
@@ -118,7 +118,7 @@ def reruns(instance_name):
 
 @pytest.fixture(scope="module")
 def outsider():
-    return testinfra.get_host(f"podman://{OUTSIDER}")
+    return testinfra.get_host(host_spec(OUTSIDER))
 
 
 @pytest.fixture(scope="module")

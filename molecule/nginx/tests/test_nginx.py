@@ -42,7 +42,7 @@ def ctx(pebble_root):
 
 @pytest.fixture
 def site(host, ctx):
-    return {"ip": container_ip(host.backend.name), "context": ctx, "name": DOMAIN}
+    return {"ip": container_ip(host.backend.hostname), "context": ctx, "name": DOMAIN}
 
 
 def master_pid(host):
@@ -285,7 +285,7 @@ asyncio.run(main())
 def idle_websocket(host, ctx):
     """A WSS connection through nginx, idle from its first echo on (no pings either way), to a
     silent echo server standing in for the app; the app comes back at the end."""
-    ip = container_ip(host.backend.name)
+    ip = container_ip(host.backend.hostname)
     host.check_output(f"systemctl stop {APP}.socket {APP}.service && rm -f {SOCKET} && mkdir -p /run/{APP}")
     host.check_output(f"cat > /root/silent_echo.py <<'EOF'\n{SILENT_ECHO}EOF")
     host.check_output(f"systemd-run --quiet --collect --unit=berth-test-silent-echo "

@@ -5,7 +5,7 @@ import re
 import pytest
 
 import backup_checks as checks
-from conftest import ansible_playbook, as_app, recap_changed
+from conftest import ansible_playbook, as_app, host_spec, recap_changed
 
 ENV = "/etc/berth/demoapp/secrets.env"
 
@@ -17,7 +17,7 @@ def sql(host, statement):
 
 @pytest.fixture
 def outsider(host):
-    return host.get_host("podman://postgresql-outsider")
+    return host.get_host(host_spec("postgresql-outsider"))
 
 
 def database_url(host):

@@ -7,8 +7,8 @@ import time
 import pytest
 
 # Every Redis host of the scenario; not the outsider, which plays the attacker.
-REDIS_HOSTS = ["podman://redis-debian12"]
-OUTSIDER = "podman://redis-outsider"
+REDIS_HOSTS = ["redis-debian12"]
+OUTSIDER = "redis-outsider"
 
 ENV_FILE = "/etc/berth/demoapp/secrets.env"
 ADMIN_FILE = "/etc/redis/berth-admin.env"

@@ -8,11 +8,11 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from conftest import ansible_playbook, container_ip
+from conftest import ansible_playbook, container_ip, host_spec
 from redis_host import (ADMIN_FILE, APP, OUTSIDER, REDIS_HOSTS, SOCKET, admin, admin_password, app,
                         cli, main_pid, secrets, wait_until_up)
 
-testinfra_hosts = REDIS_HOSTS
+testinfra_hosts = [host_spec(name) for name in REDIS_HOSTS]
 
 _kernel_check = []
 
@@ -97,8 +97,8 @@ def test_app_gets_a_working_redis_url(host):
 
 
 def test_port_is_not_reachable_from_another_host(host):
-    ip = container_ip(host.backend.name)
-    outsider = host.get_host(OUTSIDER)
+    ip = container_ip(host.backend.hostname)
+    outsider = host.get_host(host_spec(OUTSIDER))
     probe = "timeout 3 bash -c '</dev/tcp/{}/{}'"
     # A listener on all addresses is reachable: what stops Redis is its binding, not the network.
     host.run("systemd-run --unit=berth-test-listener python3 -m http.server --bind 0.0.0.0 6380")
@@ -162,7 +162,7 @@ def test_kernel_tasks_work_on_a_real_host_in_check_mode(host):
     code, out = kernel_check()
     assert code == 0, out[-2000:]
     overcommit = out.split("Let Redis fork")[1].split("TASK [")[0]
-    would_change = f"changed: [{host.backend.name}]" in overcommit
+    would_change = f"changed: [{host.backend.hostname}]" in overcommit
     assert would_change == (before["vm/overcommit_memory"] != "1"), overcommit
     assert machine() == before, "the machine's kernel is untouched"
     assert not host.file("/etc/sysctl.d/60-berth-redis.conf").exists

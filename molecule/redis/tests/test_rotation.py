@@ -6,14 +6,14 @@ import os
 
 import testinfra
 
-from conftest import ansible_playbook, recap_changed
+from conftest import ansible_playbook, host_spec, recap_changed
 from redis_host import REDIS_HOSTS, admin_password, app, main_pid, secrets, seen_values
 
 outputs = []
 
 
 def redis_hosts():
-    return [testinfra.get_host(spec) for spec in REDIS_HOSTS]
+    return [testinfra.get_host(host_spec(name)) for name in REDIS_HOSTS]
 
 
 def converge(*args):
@@ -25,11 +25,11 @@ def converge(*args):
 
 def test_rotation_accepts_both_passwords_without_a_restart():
     hosts = redis_hosts()
-    before = {h.backend.name: (secrets(h)["REDIS_PASSWORD"], main_pid(h)) for h in hosts}
+    before = {h.backend.hostname: (secrets(h)["REDIS_PASSWORD"], main_pid(h)) for h in hosts}
     # The roles a rotation involves (tags: base would only add time).
     converge("--tags", "secrets,redis", "-e", "rotate_secrets=REDIS_PASSWORD")
     for h in hosts:
-        name, (old, pid) = h.backend.name, before[h.backend.name]
+        name, (old, pid) = h.backend.hostname, before[h.backend.hostname]
         values = secrets(h)
         new = values["REDIS_PASSWORD"]
         assert new != old and values["REDIS_PASSWORD_PREVIOUS"] == old, name
@@ -44,18 +44,18 @@ def test_rerun_during_the_overlap_changes_nothing():
     out = converge()
     assert recap_changed(out) == 0
     for h in redis_hosts():
-        assert "REDIS_PASSWORD_PREVIOUS" in secrets(h), h.backend.name
+        assert "REDIS_PASSWORD_PREVIOUS" in secrets(h), h.backend.hostname
 
 
 def test_after_the_overlap_only_the_new_password_works():
     hosts = redis_hosts()
-    before = {h.backend.name: (secrets(h)["REDIS_PASSWORD_PREVIOUS"], main_pid(h)) for h in hosts}
+    before = {h.backend.hostname: (secrets(h)["REDIS_PASSWORD_PREVIOUS"], main_pid(h)) for h in hosts}
     # Only the secrets role's tasks: the old password goes through its `berth secrets changed`
     # notification, which the redis role listens to. -vvv --diff: the most any run shows,
     # searched for passwords by the last test.
     converge("--tags", "secrets", "-e", "secrets_overlap=0", "-vvv", "--diff")
     for h in hosts:
-        name, (old, pid) = h.backend.name, before[h.backend.name]
+        name, (old, pid) = h.backend.hostname, before[h.backend.hostname]
         assert "REDIS_PASSWORD_PREVIOUS" not in secrets(h), name
         assert app(h, "GET", "berth:rotation") == "new", name
         assert app(h, "GET", "berth:rotation", tcp=True) == "new", name
