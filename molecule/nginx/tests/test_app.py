@@ -1,7 +1,8 @@
 """The app role on a real host, in order: the release converge left, then a second release (from
-a wheelhouse, with PyPI unreachable) under a steady request loop, a broken release, rollbacks,
-git and wheel sources, a secret rotation and the pruning of old releases. Runs of playbooks/deploy.yml, rollback.yml
-and converge.yml are made by the tests, as an operator would make them."""
+a git repository and a wheelhouse, with PyPI unreachable) under a steady request loop, a broken
+release, rollbacks, a secret rotation, a wheel source and the pruning of old releases. Runs of
+playbooks/deploy.yml, rollback.yml and converge.yml are made by the tests, as an operator would
+make them."""
 
 import contextlib
 import json
@@ -236,15 +237,30 @@ def test_request_in_flight_finishes_across_a_restart(host):
 
 # --- a second release: wheelhouse, no PyPI, under load --------------------------------------
 
-def test_second_release_without_downtime(host, ephemeral_dir):
-    second = source_copy(ephemeral_dir, "second", lambda p: append(
-        os.path.join(p, "static", "index.html"), "<!-- second release -->\n"))
+def git_repository(ephemeral_dir, name, edit):
+    """A git repository on the controller holding a changed copy of examples/app, committed."""
+    repo = source_copy(ephemeral_dir, name, edit)
+    git = ["git", "-C", repo, "-c", "user.name=berth", "-c", "user.email=berth@example.com"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "release"]):
+        subprocess.run(git + args, check=True)
+    return repo
+
+
+def second_release(path):
+    append(os.path.join(path, "static", "index.html"), "<!-- second release -->\n")
+    append(os.path.join(path, "GIT_SOURCE"), "yes\n")
+
+
+# From a git repository: one build covers the git source, the wheelhouse and the switch.
+def test_second_release_from_git_without_downtime(host, ephemeral_dir):
+    repo = git_repository(ephemeral_dir, "second", second_release)
     old_pid = main_pid(host)
     # Any index pip might try is closed: the release installs from its wheelhouse only.
     host.run("printf '[global]\\nindex-url = http://127.0.0.1:9/simple\\n' > /etc/pip.conf")
     try:
         with request_loop(host, 300) as load:
-            code, out = deploy("-e", f"app_source_dir={second}")
+            code, out = deploy("-e", "app_source_type=git", "-e", f"app_source_git_url=file://{repo}",
+                               "-e", "app_source_git_ref=main")
     finally:
         host.run("rm -f /etc/pip.conf")
     assert code == 0, out[-3000:]
@@ -255,6 +271,7 @@ def test_second_release_without_downtime(host, ephemeral_dir):
     assert main_pid(host) != old_pid
     assert request(host, "/api/version")[1]["release"] == releases["second"]
     assert "second release" in host.file(f"{HOME}/current/static/index.html").content_string
+    assert host.file(f"{HOME}/current/GIT_SOURCE").exists
     # the steady loop spanned the switch, and nobody saw a refusal or an error
     assert load["requests"] >= 300
     assert load["releases"] == {releases["first"], releases["second"]}
@@ -333,20 +350,6 @@ def test_secret_rotation_restarts_the_app(host):
     assert request(host, "/health/ready")[0] == 200
 
 
-def test_git_source(host, ephemeral_dir):
-    repo = source_copy(ephemeral_dir, "git", lambda p: append(os.path.join(p, "GIT_SOURCE"), "yes\n"))
-    git = ["git", "-C", repo, "-c", "user.name=berth", "-c", "user.email=berth@example.com"]
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "release"]):
-        subprocess.run(git + args, check=True)
-    code, out = deploy("-e", "app_source_type=git", "-e", f"app_source_git_url=file://{repo}",
-                       "-e", "app_source_git_ref=main")
-    assert code == 0, out[-3000:]
-    releases["git"] = link(host, "current").removeprefix("releases/")
-    assert releases["git"] not in (releases["first"], releases["second"])
-    assert host.file(f"{HOME}/current/GIT_SOURCE").exists
-    assert request(host, "/api/version")[1]["release"] == releases["git"]
-
-
 def build_wheel(directory):
     """A wheel of berth_demo, as an app's build would make it: its code, its dependencies."""
     requirements = [line.split("#")[0].strip() for line in open(
@@ -373,7 +376,7 @@ def test_wheel_source(host, ephemeral_dir):
                        "-e", f"app_requirements_file={EXAMPLE}/requirements.txt")
     assert code == 0, out[-3000:]
     releases["wheel"] = link(host, "current").removeprefix("releases/")
-    assert releases["wheel"] not in (releases["first"], releases["second"], releases["git"])
+    assert releases["wheel"] not in (releases["first"], releases["second"])
     assert host.file(f"{HOME}/current/venv/lib/python3.11/site-packages/berth_demo/app.py").exists
     assert not host.file(f"{HOME}/current/berth_demo").exists
     status, body = request(host, "/health/ready")
