@@ -68,7 +68,11 @@ def check_failure_is_loud(host, break_cmd, repair_cmd):
     try:
         assert run_unit(host).rc != 0
         assert f"{UNIT}.service" in host.check_output("systemctl --failed --no-legend --plain")
-        alert = host.check_output(f"journalctl -u {UNIT}-alert.service -o cat --no-pager")
+        # OnFailure= starts the alert after the failure: it may not have run yet (up to 30 s).
+        alert = host.check_output(
+            f"for i in $(seq 60); do journalctl -u {UNIT}-alert.service -o cat --no-pager"
+            f" | grep -qF 'ALERT: {UNIT}.service failed' && break; sleep 0.5; done;"
+            f" journalctl -u {UNIT}-alert.service -o cat --no-pager")
         assert f"ALERT: {UNIT}.service failed" in alert
     finally:
         host.check_output(repair_cmd)
