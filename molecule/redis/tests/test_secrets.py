@@ -68,7 +68,7 @@ def assert_rerun_changes_nothing(host, everything=False):
 
 
 def test_rerun_changes_nothing(host):
-    assert_rerun_changes_nothing(host, everything=True)
+    assert_rerun_changes_nothing(host)
 
 
 def test_rotation_replaces_exactly_the_named_secrets(host):
