@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 
+@functools.cache
 def _instances():
     """The hosts under test: the `berth` group when a scenario has one (its other instances,
     such as an outsider, are tools of the tests), else every instance."""
@@ -33,14 +34,16 @@ def _ssh_config():
     with open(os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "molecule.yml"),
               encoding="utf-8") as fh:
         pinned = {p["name"]: p["ip"] for p in yaml.safe_load(fh)["platforms"] if "ip" in p}
-    key = os.path.join(os.environ.get("BERTH_STATE", "/var/lib/berth-test"), "ssh", "id_ed25519")
+    ssh_dir = os.path.join(os.environ.get("BERTH_STATE", "/var/lib/berth-test"), "ssh")
     path = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "ssh_config")
     with open(path, "w", encoding="utf-8") as fh:
         fh.writelines(f"Host {name}\n  HostName {ip}\n" for name, ip in pinned.items())
         # Test hosts get new host keys at each create; a real server's key is checked.
-        fh.write(f"Host *\n  User root\n  IdentityFile {key}\n  BatchMode yes\n"
+        # The kept connections' sockets beside the key, in the test bed's private (0700) directory,
+        # not in the world-writable /tmp.
+        fh.write(f"Host *\n  User root\n  IdentityFile {ssh_dir}/id_ed25519\n  BatchMode yes\n"
                  "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
-                 "  ControlPath /tmp/berth-test-%C\n")
+                 f"  ControlPath {ssh_dir}/cm-%C\n")
     return path, set(pinned)
 
 
