@@ -67,6 +67,15 @@ def test_rotate_all_takes_generated_only():
     assert report["rotated"] == ["JWT_SECRET", "SECRET_KEY"]
 
 
+def test_rotate_with_all_false_rotates_only_when_named():
+    defs = DEFS + [{"name": "RESTIC_PASSWORD", "bytes": 32, "encoding": "hex", "rotate_with_all": False}]
+    text, _ = plan("", defs, {"SMTP_PASS": "p" * 10}, [], 7 * DAY, 1000, None, counter())
+    _, report = plan(text, defs, {"SMTP_PASS": "p" * 10}, ["all"], 7 * DAY, 1000, None, counter())
+    assert "RESTIC_PASSWORD" not in report["rotated"]
+    _, report = plan(text, defs, {"SMTP_PASS": "p" * 10}, ["RESTIC_PASSWORD"], 7 * DAY, 1000, None, counter())
+    assert report["rotated"] == ["RESTIC_PASSWORD"]
+
+
 def test_rotation_with_zero_overlap_keeps_no_previous():
     text, _ = run()
     values, _ = parse(run(text, rotate=["all"], overlap=0)[0])

@@ -143,7 +143,11 @@ def plan(
     by_name = {item["name"]: item for item in definitions}
     generated_names = [n for n, i in by_name.items() if i.get("source", "generated") == "generated"]
 
-    wanted = set(generated_names) if "all" in rotate else set(rotate)
+    # rotate_with_all: false keeps a secret out of [all] (a backup repository's password): it
+    # rotates only when named.
+    wanted = set(rotate) - {"all"}
+    if "all" in rotate:
+        wanted |= {n for n in generated_names if by_name[n].get("rotate_with_all", True)}
     for name in sorted(wanted):
         if name not in by_name:
             raise SecretsError(f"cannot rotate {name}: no such secret")

@@ -34,6 +34,7 @@ options:
     description:
       - The declared secrets. Each has name, source (generated or provided), bytes and encoding
         (hex or base64url) for generated ones, min_length, and required for provided ones.
+      - A generated secret with rotate_with_all false rotates only when named, not with [all].
     type: list
     elements: dict
     required: true
