@@ -10,7 +10,7 @@ export BERTH_ROOT BERTH_STATE
 
 # Debian packages the controller needs; checked first so a warm machine skips apt entirely.
 BERTH_APT_PACKAGES=(podman runc mmdebstrap apt-cacher-ng python3-venv openssh-client curl rsync git pebble openssl
-  redis-server postgresql wrk testssl.sh)
+  redis-server postgresql wrk testssl.sh restic rclone)
 # Where test hosts find the .deb cache: the podman network's gateway, i.e. this machine.
 BERTH_APT_PROXY_HOST=10.88.0.1
 BERTH_APT_PROXY_PORT=3142
