@@ -68,16 +68,20 @@ def check_failure_is_loud(host, break_cmd, repair_cmd):
     try:
         assert run_unit(host).rc != 0
         assert f"{UNIT}.service" in host.check_output("systemctl --failed --no-legend --plain")
-        # OnFailure= starts the alert after the failure: it may not have run yet (up to 30 s).
-        alert = host.check_output(
-            f"for i in $(seq 60); do journalctl -u {UNIT}-alert.service -o cat --no-pager"
-            f" | grep -qF 'ALERT: {UNIT}.service failed' && break; sleep 0.5; done;"
-            f" journalctl -u {UNIT}-alert.service -o cat --no-pager")
-        assert f"ALERT: {UNIT}.service failed" in alert
+        check_alert(host)
     finally:
         host.check_output(repair_cmd)
         host.run(f"systemctl reset-failed {UNIT}.service")
     assert run_unit(host).rc == 0
+
+
+def check_alert(host, unit=f"{UNIT}.service"):
+    # OnFailure= starts the alert after the failure: it may not have run yet (up to 30 s).
+    alert = host.check_output(
+        f"for i in $(seq 60); do journalctl -u {UNIT}-alert.service -o cat --no-pager"
+        f" | grep -qF 'ALERT: {unit} failed' && break; sleep 0.5; done;"
+        f" journalctl -u {UNIT}-alert.service -o cat --no-pager")
+    assert f"ALERT: {unit} failed" in alert
 
 
 def check_retention(host, run_as):
@@ -92,3 +96,51 @@ def check_retention(host, run_as):
     left = backups(host, run_as)
     assert not set(old) & set(left), left
     assert names[-1] in left
+
+
+def status(host):
+    return json.loads(host.file(STATUS).content_string)
+
+
+def check_remote_round_trip(host, sql, remotes, secret_values):
+    """Pushed to each remote and restored from there by the drill; then, with the host's own
+    backups gone, a remote snapshot brings a deleted row back; the listing shows both sides."""
+    sql(host, "CREATE TABLE IF NOT EXISTS remote_notes (text text)")
+    sql(host, "INSERT INTO remote_notes (text) VALUES ('offsite')")
+    assert run_unit(host).rc == 0
+    pushed = status(host)["remotes"]
+    for name in remotes:
+        assert pushed[name]["ok"] and "from the remote copy" in pushed[name]["detail"], pushed
+    host.check_output("find /var/backups/berth/demoapp -mindepth 1 -delete")
+    sql(host, "DELETE FROM remote_notes")
+    code, out = ansible_playbook("../../playbooks/restore.yml", "-e", "snapshot=latest", "-e", f"remote={remotes[-1]}")
+    assert code == 0, out[-3000:]
+    assert sql(host, "SELECT text FROM remote_notes") == "offsite"
+    code, out = ansible_playbook("../../playbooks/backups.yml")
+    assert code == 0, out[-3000:]
+    for name in remotes:
+        assert f"remote {name} " in out and pushed[name]["snapshot"][:8] in out
+    assert not [value for value in secret_values if value in out]
+
+
+def check_remote_check_unit(host, remotes):
+    assert host.run(f"systemctl start {UNIT}-check.service").rc == 0
+    checks = status(host)["checks"]
+    assert all(checks[name]["ok"] for name in remotes), checks
+
+
+def check_remote_failure(host, run_as, remote, words, break_it, repair_it):
+    """A push that fails fails the unit loudly, says why in the status; the host's new backup is
+    kept, and the next run after the repair pushes again."""
+    before = len(backups(host, run_as))
+    break_it()
+    try:
+        assert run_unit(host).rc != 0
+        result = status(host)["remotes"][remote]
+        assert not result["ok"] and words in result["detail"], result
+        check_alert(host)
+    finally:
+        repair_it()
+        host.run(f"systemctl reset-failed {UNIT}.service")
+    assert len(backups(host, run_as)) == before + 1
+    assert run_unit(host).rc == 0

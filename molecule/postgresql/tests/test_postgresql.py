@@ -119,3 +119,8 @@ def test_password_rotation_keeps_running_processes_connected(host):
     assert logins == "1"
     code, out = ansible_playbook("converge.yml", "--tags", "secrets,database")
     assert code == 0 and recap_changed(out) == 0, out[-3000:]
+
+
+def test_remote_round_trip(host):
+    checks.check_remote_round_trip(host, sql, ["rest", "s3"], ["berth-rest-test", "berth-s3-test"])
+    checks.check_remote_check_unit(host, ["rest", "s3"])

@@ -1,7 +1,10 @@
-"""SQLite and its backups; then berth_database=external through the real provision playbook."""
+"""SQLite and its backups, also over SFTP; then berth_database=external through the real provision
+playbook (last: it changes the app's DATABASE_URL)."""
+
+import pytest
 
 import backup_checks as checks
-from conftest import ansible_playbook, as_app
+from conftest import ansible_playbook, as_app, host_spec
 
 DB = "/srv/demoapp/data/demoapp.sqlite3"
 ENV = "/etc/berth/demoapp/secrets.env"
@@ -41,6 +44,32 @@ def test_failure_is_loud(host):
 
 def test_retention(host):
     checks.check_retention(host, "demoapp")
+
+
+@pytest.fixture
+def target(host):
+    return host.get_host(host_spec("sqlite-backup-target"))
+
+
+def test_remote_round_trip(host):
+    checks.check_remote_round_trip(host, sql, ["sftp"], [])
+    checks.check_remote_check_unit(host, ["sftp"])
+
+
+def test_unreachable_remote_is_loud(host):
+    route = "unreachable 10.88.0.152/32"
+    checks.check_remote_failure(host, "demoapp", "sftp", "cannot back up",
+                                lambda: host.check_output(f"ip route add {route}"),
+                                lambda: host.check_output(f"ip route del {route}"))
+
+
+def test_full_remote_is_loud(host, target):
+    repos = "/srv/restic/repos"
+    checks.check_remote_failure(
+        host, "demoapp", "sftp", "cannot back up",
+        lambda: target.check_output(f"fallocate -l $(( $(df --output=avail -B1 {repos} | tail -1) - 8192 ))"
+                                    f" {repos}/filler"),
+        lambda: target.check_output(f"rm -f {repos}/filler"))
 
 
 def test_external_database_installs_no_server(host):

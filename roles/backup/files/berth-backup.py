@@ -1,17 +1,26 @@
 #!/usr/bin/python3
 """berth-backup: take, check, prune and restore the app's database backups.
 
-    berth-backup [-c CONFIG] backup      dump now, then prune (what the timer runs)
+    berth-backup [-c CONFIG] backup      dump now
     berth-backup [-c CONFIG] drill       restore the newest backup into a scratch copy and check it
+    berth-backup [-c CONFIG] prune       remove old backups (never the newest one that passed its drill)
+    berth-backup [-c CONFIG] push        copy the newest checked backup to each remote, restore it
+                                         from there into a scratch copy and check it, then forget
+                                         the remote's old snapshots by policy
+    berth-backup [-c CONFIG] init        create the remote repositories that do not exist yet
+    berth-backup [-c CONFIG] check       restic check of each remote, reading a subset of its data
+    berth-backup [-c CONFIG] fetch REMOTE SNAPSHOT|latest  bring a remote snapshot back as a local backup
     berth-backup [-c CONFIG] verify NAME check a backup's checksums
     berth-backup [-c CONFIG] restore NAME  replace the live database with a backup (app stopped)
-    berth-backup [-c CONFIG] list
+    berth-backup [-c CONFIG] list        local backups (names only)
+    berth-backup [-c CONFIG] snapshots   local backups and remote snapshots with their drill results
     berth-backup [-c CONFIG] alert UNIT  log a failed unit and, when SMTP is set, mail the admin
 
 Each backup is a directory NAME/ holding the dump, manifest.json (row counts per table, taken
 in the same snapshot as the dump) and SHA256SUMS; it is built as .NAME.tmp and renamed, so a
 directory without a leading dot is always complete. The drill's result goes to a status file
-for monitoring. Stdlib only, plus psycopg2 (python3-psycopg2) for PostgreSQL.
+for monitoring, and drill.json into the backup it checked. Remote copies: berth_restic.py, beside
+this file. Stdlib only, plus psycopg2 (python3-psycopg2) for PostgreSQL and restic for remotes.
 """
 
 from __future__ import annotations
@@ -32,9 +41,15 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import berth_restic  # noqa: E402  pylint: disable=wrong-import-position
+
 DEFAULT_CONFIG = "/etc/berth/backup.json"
 SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
+DRILL = "drill.json"
+# Room kept free beyond what a backup or drill is estimated to need.
+SPACE_MARGIN = 1.2
 
 
 class BackupError(Exception):
@@ -87,6 +102,25 @@ def manifest(path: Path) -> dict:
     return json.loads((path / MANIFEST).read_text())
 
 
+def drill_result(path: Path) -> dict:
+    try:
+        return json.loads((path / DRILL).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def need_space(where: Path, needed: int, what: str) -> None:
+    """Fail before starting what would fill the disk half-way."""
+    free = shutil.disk_usage(where).free
+    if needed * SPACE_MARGIN > free:
+        raise BackupError(f"{what} needs about {needed * SPACE_MARGIN / 2**20:.0f} MiB in {where}, only"
+                          f" {free / 2**20:.0f} MiB are free: free some space first")
+
+
 # --- engines -------------------------------------------------------------------------------
 
 class Sqlite:
@@ -94,6 +128,12 @@ class Sqlite:
 
     def __init__(self, cfg: dict):
         self.path = Path(cfg["sqlite_path"])
+
+    def live_size(self) -> int:
+        return sum(os.path.getsize(f"{self.path}{s}") for s in ("", "-wal") if os.path.exists(f"{self.path}{s}"))
+
+    def scratch_need(self, backup: Path, scratch: Path) -> tuple[Path, int]:
+        return scratch, (backup / self.dump_name).stat().st_size
 
     @staticmethod
     def counts(conn: sqlite3.Connection) -> dict[str, int]:
@@ -151,6 +191,22 @@ class Postgres:
     def _connect(self, db: str):
         import psycopg2  # pylint: disable=import-outside-toplevel
         return psycopg2.connect(dbname=db)  # peer auth over the unix socket, as postgres
+
+    def _one(self, query: str, *params):
+        conn = self._connect(self.db)
+        try:
+            cur = conn.cursor()
+            cur.execute(query, params)
+            return cur.fetchone()[0]
+        finally:
+            conn.close()
+
+    def live_size(self) -> int:
+        return int(self._one("SELECT pg_database_size(%s)", self.db))
+
+    def scratch_need(self, backup: Path, scratch: Path) -> tuple[Path, int]:
+        del backup, scratch  # the drill's copy is a database beside the live one
+        return Path(self._one("SHOW data_directory")), self.live_size()
 
     @staticmethod
     def counts(conn) -> dict[str, int]:
@@ -214,6 +270,8 @@ ENGINES = {"sqlite": Sqlite, "postgresql": Postgres}
 def take(cfg: dict, engine) -> Path:
     root = Path(cfg["dir"])
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    existing = backups(root)
+    need_space(root, dir_size(existing[-1]) if existing else engine.live_size(), "the backup")
     name = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     tmp = root / f".{name}.tmp"
     tmp.mkdir(mode=0o700)
@@ -237,21 +295,41 @@ def take(cfg: dict, engine) -> Path:
     return final
 
 
-def prune(cfg: dict, now: float | None = None) -> list[str]:
-    """Remove backups older than retention_days and beyond retention_count; the newest stays."""
+def prune(cfg: dict, now: float | None = None, keep: tuple[str, ...] = ()) -> list[str]:
+    """Remove backups older than retention_days and beyond retention_count. Never removed: the
+    newest backup, the newest one that passed its drill, and those named in keep."""
     now = time.time() if now is None else now
     existing = backups(Path(cfg["dir"]))
+    passed = [p.name for p in existing if drill_result(p).get("ok")]
+    protected = set(keep) | set(passed[-1:]) | {p.name for p in existing[-1:]}
     keep_count = int(cfg.get("retention_count", 0)) or len(existing)
     max_age = float(cfg.get("retention_days", 30)) * 86400
     removed = []
     for index, path in enumerate(reversed(existing)):  # newest first
         too_old = now - path.stat().st_mtime > max_age
-        if index > 0 and (too_old or index >= keep_count):
+        if path.name not in protected and (too_old or index >= keep_count):
             shutil.rmtree(path)
             removed.append(path.name)
     for name in removed:
         log(f"pruned {name}")
     return removed
+
+
+def check_backup(backup: Path, engine) -> str:
+    """Verify a backup, restore it into a scratch copy and compare its row counts to the manifest."""
+    verify(backup)
+    expected = manifest(backup)["counts"]
+    with tempfile.TemporaryDirectory(prefix="berth-drill-") as scratch:
+        where, needed = engine.scratch_need(backup, Path(scratch))
+        need_space(where, needed, "the drill")
+        got = engine.check_copy(backup, Path(scratch))
+    if got != expected:
+        diff = sorted(t for t in set(got) | set(expected) if got.get(t) != expected.get(t))
+        raise BackupError(f"row counts differ from the manifest in {', '.join(diff)}")
+    return f"{sum(got.values())} rows in {len(got)} tables restored"
+
+
+FAILURES = (BackupError, berth_restic.RemoteError, subprocess.CalledProcessError, sqlite3.Error, OSError, ValueError)
 
 
 def drill(cfg: dict, engine) -> dict:
@@ -260,29 +338,136 @@ def drill(cfg: dict, engine) -> dict:
     try:
         if not existing:
             raise BackupError("no backup to check")
-        newest = existing[-1]
-        verify(newest)
-        expected = manifest(newest)["counts"]
-        with tempfile.TemporaryDirectory(prefix="berth-drill-") as scratch:
-            got = engine.check_copy(newest, Path(scratch))
-        if got != expected:
-            diff = sorted(t for t in set(got) | set(expected) if got.get(t) != expected.get(t))
-            raise BackupError(f"row counts differ from the manifest in {', '.join(diff)}")
-        status.update(ok=True, detail=f"{sum(got.values())} rows in {len(got)} tables restored")
-    except (BackupError, subprocess.CalledProcessError, sqlite3.Error, OSError, ValueError) as err:
+        status.update(ok=True, detail=check_backup(existing[-1], engine))
+    except FAILURES as err:
         status.update(ok=False, detail=str(err))
-    write_status(cfg, status)
+    if existing:
+        with contextlib.suppress(OSError):
+            (existing[-1] / DRILL).write_text(json.dumps(status, sort_keys=True) + "\n")
+    update_status(cfg, **status)
     log(f"drill {'ok' if status['ok'] else 'FAILED'}: {status['backup']}: {status['detail']}")
     return status
 
 
-def write_status(cfg: dict, status: dict) -> None:
+def update_status(cfg: dict, **fields) -> None:
     path = Path(cfg["status_file"])
+    status = {}
+    with contextlib.suppress(OSError, ValueError):
+        status = json.loads(path.read_text())
+    for key, value in fields.items():
+        status[key] = status.get(key, {}) | value if key in ("remotes", "checks") else value
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(status, sort_keys=True) + "\n")
     os.chmod(tmp, 0o644)
     os.rename(tmp, path)
+
+
+# --- remotes -------------------------------------------------------------------------------
+
+def push(cfg: dict, engine) -> bool:
+    remotes = berth_restic.remotes(cfg)
+    if not remotes:
+        return True
+    passed = [p for p in backups(Path(cfg["dir"])) if drill_result(p).get("ok")]
+    if not passed:
+        raise BackupError("no backup has passed its drill: nothing to push")
+    backup, host, results = passed[-1], cfg["owner"], {}
+    for remote in remotes:
+        result = {"time": time.time(), "backup": backup.name, "snapshot": None}
+        try:
+            result.update(remote.push(backup, host))
+            with tempfile.TemporaryDirectory(prefix="berth-remote-drill-") as scratch:
+                need_space(Path(scratch), dir_size(backup), "the remote drill")
+                restored = remote.restore(result["snapshot"], Path(scratch))
+                if manifest(restored)["name"] != backup.name:
+                    raise BackupError(f"snapshot {result['snapshot']} holds another backup")
+                detail = check_backup(restored, engine)
+            remote.forget(host, cfg.get("keep") or {"daily": 30})
+            result.update(ok=True, detail=f"{detail} from the remote copy")
+        except FAILURES as err:
+            result.update(ok=False, detail=str(err))
+        results[remote.name] = result
+        log(f"remote {remote.name} {'ok' if result['ok'] else 'FAILED'}: {backup.name}"
+            f" -> {result['snapshot']}: {result['detail']}")
+    update_status(cfg, remotes=results)
+    return all(r["ok"] for r in results.values())
+
+
+def check_remotes(cfg: dict) -> bool:
+    results = {}
+    for remote in berth_restic.remotes(cfg):
+        result = {"time": time.time()}
+        try:
+            remote.open()
+            remote.check(cfg.get("check_subset", ""))
+            result.update(ok=True, detail="restic check passed")
+        except FAILURES as err:
+            result.update(ok=False, detail=str(err))
+        results[remote.name] = result
+        log(f"check {remote.name} {'ok' if result['ok'] else 'FAILED'}: {result['detail']}")
+    update_status(cfg, checks=results)
+    return all(r["ok"] for r in results.values())
+
+
+def init_remotes(cfg: dict) -> dict[str, str]:
+    done = {remote.name: remote.open(init=True) for remote in berth_restic.remotes(cfg)}
+    print(json.dumps(done, sort_keys=True))
+    return done
+
+
+def fetch(cfg: dict, remote_name: str, snapshot: str) -> Path:
+    """A remote snapshot back into the backup directory, checked, as the backup it was."""
+    [remote] = berth_restic.remotes(cfg, remote_name)
+    remote.open()
+    if snapshot == "latest":
+        found = remote.snapshots(cfg["owner"])
+        if not found:
+            raise BackupError(f"{remote_name}: no snapshot")
+        snapshot = found[-1]["id"]
+    root = Path(cfg["dir"])
+    scratch = Path(tempfile.mkdtemp(prefix=".fetch-", suffix=".tmp", dir=root))
+    try:
+        restored = remote.restore(snapshot, scratch)
+        verify(restored)
+        final = root / manifest(restored)["name"]
+        if final.exists():
+            verify(final)
+        else:
+            for path in [restored, *restored.rglob("*")]:
+                shutil.chown(path, cfg.get("run_as", cfg["owner"]), cfg.get("run_as", cfg["owner"]))
+            os.rename(restored, final)
+            fsync_dir(root)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log(f"fetched {snapshot} from {remote_name} as {final.name}")
+    print(final.name)
+    return final
+
+
+def snapshots(cfg: dict) -> None:
+    status = {}
+    with contextlib.suppress(OSError, ValueError):
+        status = json.loads(Path(cfg["status_file"]).read_text())
+    print(f"local ({cfg['dir']}):")
+    for path in backups(Path(cfg["dir"])):
+        result = drill_result(path)
+        state = "-" if not result else "drill ok" if result.get("ok") else "drill FAILED"
+        print(f"  {path.name}  {state}  {result.get('detail', '')}")
+    for remote in berth_restic.remotes(cfg):
+        last = status.get("remotes", {}).get(remote.name, {})
+        print(f"remote {remote.name} ({remote.spec['type']}):")
+        try:
+            remote.open()
+            found = remote.snapshots(cfg["owner"])
+        except berth_restic.RemoteError as err:
+            print(f"  unavailable: {err}")
+            continue
+        for snap in found:
+            mark = ""
+            if last.get("snapshot") and snap["id"].startswith(last["snapshot"]):
+                mark = f"drill {'ok' if last.get('ok') else 'FAILED'}  {last.get('detail', '')}"
+            print(f"  {snap['short_id']}  {snap['time'][:19]}  {snap['backup']}  {mark}")
 
 
 def alert(cfg: dict, unit: str) -> None:
@@ -321,41 +506,57 @@ def find(cfg: dict, name: str) -> Path:
     return path
 
 
+def restore_named(cfg: dict, engine, name: str) -> None:
+    path = find(cfg, name)
+    verify(path)
+    engine.restore(path, cfg["owner"])
+    log(f"restored {name}")
+
+
+def verify_named(cfg: dict, name: str) -> None:
+    verify(find(cfg, name))
+    log(f"{name}: checksums ok")
+
+
+def list_local(cfg: dict) -> None:
+    for path in backups(Path(cfg["dir"])):
+        print(path.name)
+
+
+# Each command: its arguments, and what it runs (False: exit 1).
+COMMANDS = {
+    "backup": ([], lambda cfg, engine: take(cfg, engine)),
+    "drill": ([], lambda cfg, engine: drill(cfg, engine)["ok"]),
+    "prune": ([], lambda cfg, engine: prune(cfg)),
+    "push": ([], push),
+    "init": ([], lambda cfg, engine: init_remotes(cfg)),
+    "check": ([], lambda cfg, engine: check_remotes(cfg)),
+    "stage-secrets": ([], lambda cfg, engine: berth_restic.stage(cfg)),
+    "fetch": (["remote", "snapshot"], lambda cfg, engine, remote, snapshot: fetch(cfg, remote, snapshot)),
+    "verify": (["backup"], lambda cfg, engine, name: verify_named(cfg, name)),
+    "restore": (["backup"], restore_named),
+    "list": ([], lambda cfg, engine: list_local(cfg)),
+    "snapshots": ([], lambda cfg, engine: snapshots(cfg)),
+    "alert": (["unit"], lambda cfg, engine, unit: alert(cfg, unit)),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="berth-backup")
     parser.add_argument("-c", "--config", default=DEFAULT_CONFIG)
-    parser.add_argument("command", choices=["backup", "drill", "verify", "restore", "list", "prune", "alert"])
-    parser.add_argument("name", nargs="?")
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("args", nargs="*")
     args = parser.parse_args(argv)
+    wanted, run = COMMANDS[args.command]
+    if len(args.args) != len(wanted):
+        parser.error(f"{args.command} takes: {' '.join(wanted).upper() or 'no arguments'}")
     cfg = json.loads(Path(args.config).read_text())
     engine = ENGINES[cfg["engine"]](cfg)
     try:
-        if args.command == "backup":
-            take(cfg, engine)
-            prune(cfg)
-        elif args.command == "drill":
-            return 0 if drill(cfg, engine)["ok"] else 1
-        elif args.command == "alert":
-            alert(cfg, args.name or "berth-backup")
-        elif args.command == "prune":
-            prune(cfg)
-        elif args.command == "list":
-            for path in backups(Path(cfg["dir"])):
-                print(path.name)
-        elif args.command in ("verify", "restore"):
-            if not args.name:
-                raise BackupError(f"{args.command} needs a backup name (berth-backup list)")
-            path = find(cfg, args.name)
-            verify(path)
-            if args.command == "restore":
-                engine.restore(path, cfg["owner"])
-                log(f"restored {args.name}")
-            else:
-                log(f"{args.name}: checksums ok")
-    except (BackupError, subprocess.CalledProcessError, sqlite3.Error, smtplib.SMTPException, OSError) as err:
+        return 1 if run(cfg, engine, *args.args) is False else 0
+    except (*FAILURES, smtplib.SMTPException) as err:
         log(f"error: {err}")
         return 1
-    return 0
 
 
 if __name__ == "__main__":
