@@ -376,13 +376,16 @@ def push(cfg: dict, engine) -> bool:
     for remote in remotes:
         result = {"time": time.time(), "backup": backup.name, "snapshot": None}
         try:
+            started = time.monotonic()
             result.update(remote.push(backup, host))
+            result["push_seconds"] = round(time.monotonic() - started, 2)
             with tempfile.TemporaryDirectory(prefix="berth-remote-drill-") as scratch:
                 need_space(Path(scratch), dir_size(backup), "the remote drill")
                 restored = remote.restore(result["snapshot"], Path(scratch))
                 if manifest(restored)["name"] != backup.name:
                     raise BackupError(f"snapshot {result['snapshot']} holds another backup")
                 detail = check_backup(restored, engine)
+            result["drill_seconds"] = round(time.monotonic() - started - result["push_seconds"], 2)
             remote.forget(host, cfg.get("keep") or {"daily": 30})
             result.update(ok=True, detail=f"{detail} from the remote copy")
         except FAILURES as err:
