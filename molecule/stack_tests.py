@@ -118,10 +118,15 @@ def test_notes_survive_backup_and_restore(host, site):
     name = next(line.split("Newest backup: ", 1)[1].strip().strip("'\"")
                 for line in out.splitlines() if "Newest backup: " in line)
     assert web.post_json(**site, path="/api/notes", payload={"text": later})[0] == 201
-    code, out = playbook("restore.yml", host, "-e", f"backup={name}")
+    with web.RequestLoop(site["ip"], site["context"], site["name"], [("GET", "/api/notes", {}, 200)]) as loop:
+        code, out = playbook("restore.yml", host, "-e", f"backup={name}")
     assert code == 0, out[-3000:]
     texts = notes(site)
     assert kept in texts and later not in texts, texts
+    # While the database was replaced, the app was down with its socket: nginx answered 503 and
+    # no request started the app again; every other request was served.
+    unavailable = [failure for failure in loop.failed if ": 503 " in failure]
+    assert unavailable and unavailable == loop.failed, loop.failed[:10]
 
 
 # --- e-mail ------------------------------------------------------------------------------------
