@@ -11,6 +11,7 @@ from conftest import ansible_playbook
 UNIT = "berth-backup-demoapp"
 CONFIG = "/etc/berth/demoapp-backup.json"
 STATUS = "/var/lib/berth/demoapp/backup-status.json"
+SHARED = "/srv/demoapp/shared"
 
 
 def tool(host, run_as, *args):
@@ -107,15 +108,21 @@ def check_remote_round_trip(host, sql, remotes, secret_values):
     backups gone, a remote snapshot brings a deleted row back; the listing shows both sides."""
     sql(host, "CREATE TABLE IF NOT EXISTS remote_notes (text text)")
     sql(host, "INSERT INTO remote_notes (text) VALUES ('offsite')")
+    # an upload of the app's, which only it may read
+    host.check_output(f"install -d -o demoapp -g demoapp -m 0750 {SHARED} {SHARED}/uploads"
+                      f" && runuser -u demoapp -- sh -c 'echo uploaded > {SHARED}/uploads/photo.txt'")
     assert run_unit(host).rc == 0
     pushed = status(host)["remotes"]
     for name in remotes:
-        assert pushed[name]["ok"] and "from the remote copy" in pushed[name]["detail"], pushed
+        assert pushed[name]["ok"] and "1 files restored from the remote copy" in pushed[name]["detail"], pushed
     host.check_output("find /var/backups/berth/demoapp -mindepth 1 -delete")
     sql(host, "DELETE FROM remote_notes")
+    host.check_output(f"rm {SHARED}/uploads/photo.txt && runuser -u demoapp -- touch {SHARED}/later.txt")
     code, out = ansible_playbook("../../playbooks/restore.yml", "-e", "snapshot=latest", "-e", f"remote={remotes[-1]}")
     assert code == 0, out[-3000:]
     assert sql(host, "SELECT text FROM remote_notes") == "offsite"
+    assert host.check_output(f"runuser -u demoapp -- cat {SHARED}/uploads/photo.txt") == "uploaded"
+    assert not host.file(f"{SHARED}/later.txt").exists
     code, out = ansible_playbook("../../playbooks/backups.yml")
     assert code == 0, out[-3000:]
     for name in remotes:

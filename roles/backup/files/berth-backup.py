@@ -12,6 +12,9 @@
     berth-backup [-c CONFIG] fetch REMOTE SNAPSHOT|latest  bring a remote snapshot back as a local backup
     berth-backup [-c CONFIG] verify NAME check a backup's checksums
     berth-backup [-c CONFIG] restore NAME  replace the live database with a backup (app stopped)
+    berth-backup [-c CONFIG] restore-files NAME  replace the app's files with a backup's (root)
+    berth-backup [-c CONFIG] stage-files   tar the app's files for the next backup (root, the unit's first step)
+    berth-backup [-c CONFIG] stage-secrets copy what the remotes need for the unit's user (root)
     berth-backup [-c CONFIG] list        local backups (names only)
     berth-backup [-c CONFIG] snapshots   local backups and remote snapshots with their drill results
     berth-backup [-c CONFIG] alert UNIT  log a failed unit and, when SMTP is set, mail the admin
@@ -37,11 +40,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import berth_files  # noqa: E402  pylint: disable=wrong-import-position
 import berth_restic  # noqa: E402  pylint: disable=wrong-import-position
 
 DEFAULT_CONFIG = "/etc/berth/backup.json"
@@ -111,6 +116,13 @@ def drill_result(path: Path) -> dict:
 
 def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def files_size(cfg: dict) -> int:
+    path = Path(cfg.get("files_dir") or "/nonexistent")
+    with contextlib.suppress(OSError):
+        return dir_size(path)
+    return 0
 
 
 def need_space(where: Path, needed: int, what: str) -> None:
@@ -271,16 +283,19 @@ def take(cfg: dict, engine) -> Path:
     root = Path(cfg["dir"])
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     existing = backups(root)
-    need_space(root, dir_size(existing[-1]) if existing else engine.live_size(), "the backup")
+    need_space(root, dir_size(existing[-1]) if existing else engine.live_size() + files_size(cfg), "the backup")
     name = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     tmp = root / f".{name}.tmp"
     tmp.mkdir(mode=0o700)
     try:
+        files = berth_files.seal(cfg, tmp)
         counts = engine.dump(tmp)
         meta = {"name": name, "engine": cfg["engine"], "created": time.time(), "counts": counts}
+        if files is not None:
+            meta["files"] = files
         (tmp / MANIFEST).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        files = sorted(p.name for p in tmp.iterdir())
-        (tmp / SUMS).write_text("".join(f"{sha256(tmp / f)}  {f}\n" for f in files))
+        names = sorted(p.name for p in tmp.iterdir())
+        (tmp / SUMS).write_text("".join(f"{sha256(tmp / f)}  {f}\n" for f in names))
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -326,10 +341,11 @@ def check_backup(backup: Path, engine) -> str:
     if got != expected:
         diff = sorted(t for t in set(got) | set(expected) if got.get(t) != expected.get(t))
         raise BackupError(f"row counts differ from the manifest in {', '.join(diff)}")
-    return f"{sum(got.values())} rows in {len(got)} tables restored"
+    files = berth_files.check(backup, manifest(backup).get("files"))
+    return f"{sum(got.values())} rows in {len(got)} tables{files} restored"
 
 
-FAILURES = (BackupError, berth_restic.RemoteError, subprocess.CalledProcessError, sqlite3.Error, OSError, ValueError)
+FAILURES = (BackupError, berth_restic.RemoteError, berth_files.FilesError, tarfile.TarError, subprocess.CalledProcessError, sqlite3.Error, OSError, ValueError)
 
 
 def drill(cfg: dict, engine) -> dict:
@@ -516,6 +532,13 @@ def restore_named(cfg: dict, engine, name: str) -> None:
     log(f"restored {name}")
 
 
+def restore_files(cfg: dict, name: str) -> None:
+    path = find(cfg, name)
+    verify(path)
+    berth_files.restore(cfg, path)
+    log(f"restored the files of {name}")
+
+
 def verify_named(cfg: dict, name: str) -> None:
     verify(find(cfg, name))
     log(f"{name}: checksums ok")
@@ -535,6 +558,8 @@ COMMANDS = {
     "init": ([], lambda cfg, engine: init_remotes(cfg)),
     "check": ([], lambda cfg, engine: check_remotes(cfg)),
     "stage-secrets": ([], lambda cfg, engine: berth_restic.stage(cfg)),
+    "stage-files": ([], lambda cfg, engine: berth_files.stage(cfg)),
+    "restore-files": (["backup"], lambda cfg, engine, name: restore_files(cfg, name)),
     "fetch": (["remote", "snapshot"], lambda cfg, engine, remote, snapshot: fetch(cfg, remote, snapshot)),
     "verify": (["backup"], lambda cfg, engine, name: verify_named(cfg, name)),
     "restore": (["backup"], restore_named),
