@@ -148,3 +148,15 @@ def test_a_tar_that_escapes_its_tree_is_refused(files_cfg, tmp_path):
     with pytest.raises(bb.berth_files.FilesError, match="not a file or directory inside the tree"):
         bb.berth_files.restore(files_cfg, backup)
     assert not (tmp_path / "escaped").exists()
+
+
+def test_a_backup_or_drill_that_would_not_fit_fails_before_it_starts(cfg, monkeypatch, capsys):
+    assert cli(cfg, "backup") == 0
+    full = shutil.disk_usage(cfg["dir"])._replace(free=1024)
+    monkeypatch.setattr(bb.shutil, "disk_usage", lambda path: full)
+    assert cli(cfg, "backup") == 1
+    assert "needs about" in capsys.readouterr().out
+    assert len(bb.backups(pathlib.Path(cfg["dir"]))) == 1
+    assert not [p for p in pathlib.Path(cfg["dir"]).iterdir() if p.name.startswith(".")]
+    assert cli(cfg, "drill") == 1
+    assert "needs about" in json.loads(pathlib.Path(cfg["status_file"]).read_text())["detail"]

@@ -532,6 +532,12 @@ def restore_named(cfg: dict, engine, name: str) -> None:
     log(f"restored {name}")
 
 
+def stage_files(cfg: dict) -> None:
+    Path(cfg["dir"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    need_space(Path(cfg["dir"]), files_size(cfg), "the app's files")
+    berth_files.stage(cfg)
+
+
 def restore_files(cfg: dict, name: str) -> None:
     path = find(cfg, name)
     verify(path)
@@ -558,7 +564,7 @@ COMMANDS = {
     "init": ([], lambda cfg, engine: init_remotes(cfg)),
     "check": ([], lambda cfg, engine: check_remotes(cfg)),
     "stage-secrets": ([], lambda cfg, engine: berth_restic.stage(cfg)),
-    "stage-files": ([], lambda cfg, engine: berth_files.stage(cfg)),
+    "stage-files": ([], lambda cfg, engine: stage_files(cfg)),
     "restore-files": (["backup"], lambda cfg, engine, name: restore_files(cfg, name)),
     "fetch": (["remote", "snapshot"], lambda cfg, engine, remote, snapshot: fetch(cfg, remote, snapshot)),
     "verify": (["backup"], lambda cfg, engine, name: verify_named(cfg, name)),
