@@ -167,6 +167,19 @@ def test_static_files_by_nginx_cached_and_compressed(site):
     assert "Content-Encoding" not in plain
 
 
+def test_the_apps_media_served_and_nothing_else_of_its_files(host, site):
+    # written as the app writes: its user, its UMask
+    host.check_output(
+        "systemd-run --quiet --pipe --wait -p User=demoapp -p UMask=0027 sh -c"
+        " 'echo a picture > /srv/demoapp/shared/media/pic.txt && echo private > /srv/demoapp/shared/private.txt'")
+    status, headers, body = web.get(**site, path="/media/pic.txt")
+    assert (status, body) == (200, b"a picture\n")
+    assert headers["Cache-Control"] == "max-age=2592000" and headers["X-Content-Type-Options"] == "nosniff"
+    assert web.get(**site, path="/media/")[0] == 403   # no listing
+    for path in ("/media/../private.txt", "/media/%2e%2e/private.txt", "/private.txt"):
+        assert b"private" not in web.get(**site, path=path)[2], path
+
+
 def test_body_larger_than_10m_refused(site):
     # Only the headers are sent: nginx answers from Content-Length, before any body.
     with socket.create_connection((site["ip"], 443), 10) as raw:
