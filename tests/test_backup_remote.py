@@ -1,6 +1,7 @@
 """berth-backup's remote copies against real restic repositories: an rclone REST server on this
 machine (rclone serve restic) and a local directory. SFTP and S3: molecule/sqlite."""
 
+import io
 import json
 import pathlib
 import shutil
@@ -186,3 +187,32 @@ def test_the_unit_gets_only_the_secrets_the_remotes_need(remote_cfg, tmp_path, m
     assert staged.stat().st_mode & 0o777 == 0o600
     assert staged.read_text() == f"RESTIC_PASSWORD={PASSWORD}\nREST_PASS={REST_PASS}\n"
     assert cli(remote_cfg, "backup") == 0 and cli(remote_cfg, "drill") == 0 and cli(remote_cfg, "push") == 0
+
+
+def test_a_bare_server_recovers_the_secrets_with_the_recovery_password(remote_cfg, tmp_path, monkeypatch, capsys):
+    recovery = "recovery-" + "x" * 24
+    secrets = pathlib.Path(remote_cfg["secrets_file"])
+    write_secrets(secrets, RESTIC_PASSWORD=PASSWORD, REST_PASS=REST_PASS, RECOVERY=recovery, JWT_SECRET="j" * 40)
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    config = save(remote_cfg | {"recovery_secret": "RECOVERY", "runtime_dir": str(runtime)})
+    assert cli(config, "init") == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"rest": "ok+recovery key"}
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(runtime))
+    assert cli(config, "stage-secrets") == 0
+    assert "jjjj" not in (runtime / "secrets.env.enc").read_text()  # sealed for the push
+    assert scheduled_run(config) == [0, 0, 0, 0]
+    monkeypatch.delenv("RUNTIME_DIRECTORY")
+
+    bare = save(config | {"secrets_file": str(tmp_path / "bare" / "secrets.env")})
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"RECOVERY={'w' * 30}\nREST_PASS={REST_PASS}\n"))
+    assert cli(bare, "recover-secrets", "rest", "latest") == 1
+    assert "wrong password" in capsys.readouterr().out
+    assert not (tmp_path / "bare" / "secrets.env").exists()
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"RECOVERY={recovery}\nREST_PASS={REST_PASS}\n"))
+    assert cli(bare, "recover-secrets", "rest", "latest") == 0
+    recovered = tmp_path / "bare" / "secrets.env"
+    assert recovered.read_text() == secrets.read_text() and recovered.stat().st_mode & 0o777 == 0o600
+    # never over a server's own secrets
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"RECOVERY={recovery}\nREST_PASS={REST_PASS}\n"))
+    assert cli(bare, "recover-secrets", "rest", "latest") == 1

@@ -1,5 +1,6 @@
 """PostgreSQL and its backups, on the host and from a second container."""
 
+import os
 import re
 
 import pytest
@@ -8,6 +9,7 @@ import backup_checks as checks
 from conftest import ansible_playbook, as_app, host_spec, recap_changed
 
 ENV = "/etc/berth/demoapp/secrets.env"
+RECOVERED = "postgresql-recovered"
 
 
 def sql(host, statement):
@@ -92,6 +94,33 @@ def test_retention(host):
     checks.check_retention(host, "postgres")
 
 
+def test_remote_round_trip(host):
+    checks.check_remote_round_trip(host, sql, ["rest", "s3"], ["berth-rest-test", "berth-s3-test"])
+    checks.check_remote_check_unit(host, ["rest", "s3"])
+
+
+def test_recovery_onto_a_bare_server(host, ephemeral_dir):
+    """The remote round trip's snapshot onto a new host: the secrets first, with the recovery
+    password, then the roles, then the data; the second converge changes nothing."""
+    extra = os.path.join(ephemeral_dir, "recovered.yml")
+    with open(extra, "w", encoding="utf-8") as fh:
+        fh.write(f"berth:\n  hosts:\n    {RECOVERED}: {{}}\n")
+
+    def run(playbook, *args):
+        code, out = ansible_playbook(playbook, "-i", extra, "--limit", RECOVERED, *args)
+        assert code == 0, out[-3000:]
+        return out
+
+    assert "berth-recovery-test-password" not in run("../../playbooks/recover-secrets.yml", "-e", "remote=s3")
+    run("converge.yml")
+    run("../../playbooks/restore.yml", "-e", "snapshot=latest", "-e", "remote=s3")
+    new = host.get_host(host_spec(RECOVERED))
+    assert new.file(ENV).content_string == host.file(ENV).content_string  # tokens stay valid
+    assert sql(new, "SELECT text FROM remote_notes") == "offsite"
+    assert new.check_output("runuser -u demoapp -- cat /srv/demoapp/shared/uploads/photo.txt") == "uploaded"
+    assert recap_changed(run("converge.yml")) == 0
+
+
 def test_password_rotation_keeps_running_processes_connected(host):
     old_url = database_url(host)
     sql(host, "CREATE TABLE IF NOT EXISTS rotation_probe (n int)")
@@ -119,8 +148,3 @@ def test_password_rotation_keeps_running_processes_connected(host):
     assert logins == "1"
     code, out = ansible_playbook("converge.yml", "--tags", "secrets,database")
     assert code == 0 and recap_changed(out) == 0, out[-3000:]
-
-
-def test_remote_round_trip(host):
-    checks.check_remote_round_trip(host, sql, ["rest", "s3"], ["berth-rest-test", "berth-s3-test"])
-    checks.check_remote_check_unit(host, ["rest", "s3"])

@@ -15,6 +15,9 @@
     berth-backup [-c CONFIG] restore-files NAME  replace the app's files with a backup's (root)
     berth-backup [-c CONFIG] stage-files   tar the app's files for the next backup (root, the unit's first step)
     berth-backup [-c CONFIG] stage-secrets copy what the remotes need for the unit's user (root)
+    berth-backup [-c CONFIG] recover-secrets REMOTE SNAPSHOT|latest  on a bare server: the secrets
+                                         file from a remote, with the recovery password and the
+                                         remote's credentials on stdin (NAME=value lines)
     berth-backup [-c CONFIG] list        local backups (names only)
     berth-backup [-c CONFIG] snapshots   local backups and remote snapshots with their drill results
     berth-backup [-c CONFIG] alert UNIT  log a failed unit and, when SMTP is set, mail the admin
@@ -430,7 +433,9 @@ def check_remotes(cfg: dict) -> bool:
 
 
 def init_remotes(cfg: dict) -> dict[str, str]:
-    done = {remote.name: remote.open(init=True) for remote in berth_restic.remotes(cfg)}
+    done = {}
+    for remote in berth_restic.remotes(cfg):
+        done[remote.name] = remote.open(init=True) + ("+recovery key" if remote.add_recovery_key() else "")
     print(json.dumps(done, sort_keys=True))
     return done
 
@@ -565,6 +570,9 @@ COMMANDS = {
     "check": ([], lambda cfg, engine: check_remotes(cfg)),
     "stage-secrets": ([], lambda cfg, engine: berth_restic.stage(cfg)),
     "stage-files": ([], lambda cfg, engine: stage_files(cfg)),
+    "recover-secrets": (["remote", "snapshot"], lambda cfg, engine, remote, snapshot: log(
+        f"secrets recovered from {remote}, snapshot "
+        f"{berth_restic.recover_secrets(cfg, remote, snapshot, berth_restic.parse_env(sys.stdin.read()))}")),
     "restore-files": (["backup"], lambda cfg, engine, name: restore_files(cfg, name)),
     "fetch": (["remote", "snapshot"], lambda cfg, engine, remote, snapshot: fetch(cfg, remote, snapshot)),
     "verify": (["backup"], lambda cfg, engine, name: verify_named(cfg, name)),

@@ -26,9 +26,13 @@ class RemoteError(Exception):
 
 
 def read_env(path: str) -> dict[str, str]:
+    return parse_env(Path(path).read_text())
+
+
+def parse_env(text: str) -> dict[str, str]:
     """NAME=value lines of a systemd EnvironmentFile as the secrets role writes them."""
     values = {}
-    for line in Path(path).read_text().splitlines():
+    for line in text.splitlines():
         if not line.strip() or line.startswith("#") or "=" not in line:
             continue
         name, value = line.split("=", 1)
@@ -39,6 +43,9 @@ def read_env(path: str) -> dict[str, str]:
 
 
 STAGED = "secrets.env"
+# The whole secrets file, encrypted with the recovery password, pushed with every backup: what a
+# bare server needs first (recover-secrets).
+SEALED = "secrets.env.enc"
 
 
 def secret_names(cfg: dict) -> list[str]:
@@ -65,6 +72,24 @@ def stage(cfg: dict) -> None:
         out.writelines(f"{name}={values[name]}\n" for name in secret_names(cfg) if name in values)
     user = pwd.getpwnam(cfg.get("run_as", cfg["owner"]))
     os.chown(path, user.pw_uid, user.pw_gid)
+    recovery = values.get(cfg.get("recovery_secret") or "")
+    if recovery:
+        sealed = Path(runtime, SEALED)
+        sealed.write_text(openssl(Path(cfg["secrets_file"]).read_text(), recovery, decrypt=False))
+        os.chmod(sealed, 0o600)
+        os.chown(sealed, user.pw_uid, user.pw_gid)
+
+
+def openssl(text: str, password: str, decrypt: bool) -> str:
+    """AES-256 under a PBKDF2 key, base64; the password reaches openssl in its environment only."""
+    args = ["openssl", "enc", "-aes-256-cbc", "-pbkdf2", "-iter", "200000", "-md", "sha256", "-a", "-A",
+            "-pass", "env:BERTH_RECOVERY_PASSWORD"] + (["-d"] if decrypt else [])
+    proc = subprocess.run(args, input=text, capture_output=True, text=True, check=False,
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "BERTH_RECOVERY_PASSWORD": password})
+    if proc.returncode != 0:
+        raise RemoteError("cannot decrypt the secrets: wrong recovery password?" if decrypt
+                          else f"cannot encrypt the secrets: {last_lines(proc.stderr)}")
+    return proc.stdout
 
 
 def secrets_path(cfg: dict) -> str:
@@ -179,6 +204,15 @@ class Remote:
                               f" create one ({last_lines(created.stderr)})")
         raise RemoteError(f"{self.name}: cannot open the repository: {last_lines(probe.stderr)}")
 
+    def add_recovery_key(self) -> bool:
+        """The recovery password (a provided secret, kept in ansible-vault) opens the repository
+        too: a bare server can read it before it has any secret of its own."""
+        recovery = self.secrets.get(self.cfg.get("recovery_secret") or "")
+        if not recovery or self.restic("cat", "config", password=recovery, check=False).returncode == 0:
+            return False
+        self.restic("key", "add", "--new-password-file", "/dev/stdin", stdin=recovery + "\n")
+        return True
+
     def _rekey(self) -> None:
         keys = json.loads(self.restic("key", "list", "--json", password=self.previous).stdout)
         old = [k["id"] for k in keys if k.get("current")]
@@ -191,6 +225,9 @@ class Remote:
 
     def push(self, backup: Path, host: str) -> dict:
         args = ["backup", "--json", "--host", host, "--tag", TAG, "--tag", f"backup={backup.name}", backup.name]
+        sealed = Path(os.environ.get("RUNTIME_DIRECTORY", "/nonexistent"), SEALED)
+        if sealed.is_file():
+            args.append(str(sealed))
         proc = self.restic(*args, cwd=str(backup.parent), check=False)
         if proc.returncode != 0 and WRONG_PASSWORD in proc.stderr:
             self.open()  # after a rotation: rekeys with the previous password, or explains
@@ -249,3 +286,35 @@ def remotes(cfg: dict, only: str | None = None) -> list[Remote]:
         return []
     secrets = read_env(secrets_path(cfg))
     return [Remote(cfg, spec, secrets) for spec in specs]
+
+
+def recover_secrets(cfg: dict, remote_name: str, snapshot: str, provided: dict[str, str]) -> str:
+    """On a bare server: the secrets file from a remote snapshot, opened with the recovery
+    password; provided holds it and the remote's credentials (from ansible-vault)."""
+    target = Path(cfg["secrets_file"])
+    if target.exists():
+        raise RemoteError(f"{target} exists: this server has secrets of its own (restore.yml brings data back"
+                          " onto a running server)")
+    recovery = provided.get(cfg.get("recovery_secret") or "")
+    if not recovery:
+        raise RemoteError("no recovery password: set backup_recovery_password_secret and provide it")
+    specs = [s for s in cfg.get("remotes") or [] if s["name"] == remote_name]
+    if not specs:
+        raise RemoteError(f"no remote named {remote_name!r}")
+    remote = Remote(cfg, specs[0], provided | {cfg.get("password_secret", "RESTIC_PASSWORD"): recovery})
+    if snapshot == "latest":
+        found = remote.snapshots(cfg["owner"])
+        if not found:
+            raise RemoteError(f"{remote_name}: no snapshot")
+        snapshot = found[-1]["id"]
+    sealed = remote.restic("dump", snapshot, f"{cfg['runtime_dir']}/{SEALED}").stdout
+    text = openssl(sealed, recovery, decrypt=True)
+    if not parse_env(text).get(cfg.get("password_secret", "RESTIC_PASSWORD")):
+        raise RemoteError(f"snapshot {snapshot} holds no usable secrets file")
+    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.recover")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.rename(tmp, target)
+    return snapshot
