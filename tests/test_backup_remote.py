@@ -216,3 +216,8 @@ def test_a_bare_server_recovers_the_secrets_with_the_recovery_password(remote_cf
     # never over a server's own secrets
     monkeypatch.setattr("sys.stdin", io.StringIO(f"RECOVERY={recovery}\nREST_PASS={REST_PASS}\n"))
     assert cli(bare, "recover-secrets", "rest", "latest") == 1
+
+
+def test_a_password_in_a_rest_url_is_refused(remote_cfg):
+    remote_cfg["remotes"][0]["url"] = remote_cfg["remotes"][0]["url"].replace("://", f"://berth:{REST_PASS}@")
+    assert cli(save(remote_cfg), "init") == 1

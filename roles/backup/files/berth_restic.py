@@ -130,6 +130,8 @@ class Remote:
             return f"s3:{self.spec['endpoint'].rstrip('/')}/{self.spec['bucket']}/{self.spec.get('path', '')}".rstrip("/")
         if kind == "rest":
             url = urllib.parse.urlsplit(self.spec["url"])
+            if url.password is not None:
+                raise RemoteError(f"{self.name}: the url holds a password: name its secret in password_secret")
             netloc = url.netloc
             if self.spec.get("user"):
                 auth = urllib.parse.quote(self.spec["user"], safe="")
