@@ -160,3 +160,13 @@ def test_a_backup_or_drill_that_would_not_fit_fails_before_it_starts(cfg, monkey
     assert not [p for p in pathlib.Path(cfg["dir"]).iterdir() if p.name.startswith(".")]
     assert cli(cfg, "drill") == 1
     assert "needs about" in json.loads(pathlib.Path(cfg["status_file"]).read_text())["detail"]
+
+
+def test_prune_keeps_the_newest_backup_that_passed_its_drill(cfg):
+    assert cli(cfg, "backup") == 0 and cli(cfg, "drill") == 0
+    passed = bb.backups(pathlib.Path(cfg["dir"]))[-1]
+    assert cli(cfg, "backup") == 0
+    newest = bb.backups(pathlib.Path(cfg["dir"]))[-1]
+    (newest / bb.DRILL).write_text(json.dumps({"ok": False}))
+    assert bb.prune(cfg | {"retention_count": 1}) == []
+    assert bb.backups(pathlib.Path(cfg["dir"])) == [passed, newest]

@@ -313,13 +313,13 @@ def take(cfg: dict, engine) -> Path:
     return final
 
 
-def prune(cfg: dict, now: float | None = None, keep: tuple[str, ...] = ()) -> list[str]:
+def prune(cfg: dict, now: float | None = None) -> list[str]:
     """Remove backups older than retention_days and beyond retention_count. Never removed: the
-    newest backup, the newest one that passed its drill, and those named in keep."""
+    newest backup and the newest one that passed its drill."""
     now = time.time() if now is None else now
     existing = backups(Path(cfg["dir"]))
     passed = [p.name for p in existing if drill_result(p).get("ok")]
-    protected = set(keep) | set(passed[-1:]) | {p.name for p in existing[-1:]}
+    protected = set(passed[-1:]) | {p.name for p in existing[-1:]}
     keep_count = int(cfg.get("retention_count", 0)) or len(existing)
     max_age = float(cfg.get("retention_days", 30)) * 86400
     removed = []

@@ -66,18 +66,26 @@ def stage(cfg: dict) -> None:
     if not runtime:
         raise RemoteError("stage-secrets runs from the unit (it needs RuntimeDirectory=)")
     values = read_env(cfg["secrets_file"])
-    path = Path(runtime, STAGED)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.writelines(f"{name}={values[name]}\n" for name in secret_names(cfg) if name in values)
     user = pwd.getpwnam(cfg.get("run_as", cfg["owner"]))
-    os.chown(path, user.pw_uid, user.pw_gid)
+    write_private(Path(runtime, STAGED), "".join(f"{name}={values[name]}\n" for name in secret_names(cfg)
+                                                 if name in values), user)
     recovery = values.get(cfg.get("recovery_secret") or "")
     if recovery:
-        sealed = Path(runtime, SEALED)
-        sealed.write_text(openssl(Path(cfg["secrets_file"]).read_text(), recovery, decrypt=False))
-        os.chmod(sealed, 0o600)
-        os.chown(sealed, user.pw_uid, user.pw_gid)
+        write_private(Path(runtime, SEALED), openssl(Path(cfg["secrets_file"]).read_text(), recovery, decrypt=False),
+                      user)
+
+
+def write_private(path: Path, text: str, user: pwd.struct_passwd | None = None) -> None:
+    """A secret's file: 0600 from its first byte (never the umask's mode), owned by user, put in
+    place by a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    if user is not None:
+        os.chown(tmp, user.pw_uid, user.pw_gid)
+    os.rename(tmp, path)
 
 
 def openssl(text: str, password: str, decrypt: bool) -> str:
@@ -314,9 +322,5 @@ def recover_secrets(cfg: dict, remote_name: str, snapshot: str, provided: dict[s
     if not parse_env(text).get(cfg.get("password_secret", "RESTIC_PASSWORD")):
         raise RemoteError(f"snapshot {snapshot} holds no usable secrets file")
     target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.recover")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.rename(tmp, target)
+    write_private(target, text)
     return snapshot
