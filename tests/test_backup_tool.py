@@ -1,5 +1,6 @@
 """roles/backup/files/berth-backup.py against real SQLite files (PostgreSQL: molecule/postgresql)."""
 
+import grp
 import importlib.util
 import json
 import os
@@ -7,6 +8,7 @@ import pathlib
 import pwd
 import shutil
 import sqlite3
+import stat
 import tarfile
 import time
 
@@ -135,6 +137,39 @@ def test_files_are_backed_up_checked_and_restored(files_cfg):
     # without a staged tar, the backup reads the files itself (here it may)
     assert cli(files_cfg, "backup") == 0
     assert bb.manifest(bb.backups(pathlib.Path(files_cfg["dir"]))[-1])["files"]["files"] == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives files to other groups")
+def test_restored_files_keep_only_the_allowed_groups(files_cfg):
+    # media the web server reads (its group, setgid directory), a file of another group, a
+    # set-uid file: after the restore the first keeps its group, the others are the app's
+    shared = pathlib.Path(files_cfg["files_dir"])
+    media = shared / "media"
+    media.mkdir()
+    (media / "photo.jpg").write_bytes(b"jpeg")
+    (shared / "other.txt").write_text("x")
+    (shared / "tool").write_text("#!/bin/sh\n")
+    for path, group, mode in [(media, "daemon", 0o2750), (media / "photo.jpg", "daemon", 0o640),
+                              (shared / "other.txt", "adm", 0o640), (shared / "tool", "root", 0o4755)]:
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        os.chmod(path, mode)
+    shared.chmod(0o751)   # as the app role makes it when nginx serves a part
+    config = files_cfg | {"files_groups": ["daemon"]}
+    pathlib.Path(files_cfg["_file"]).write_text(json.dumps(config))
+    assert cli(config, "stage-files") == 0 and cli(config, "backup") == 0
+    [backup] = bb.backups(pathlib.Path(config["dir"]))
+    assert cli(config, "restore-files", backup.name) == 0
+    app_group = grp.getgrgid(pwd.getpwnam(config["owner"]).pw_gid).gr_name
+
+    def owner(path):
+        st = path.stat()
+        return grp.getgrgid(st.st_gid).gr_name, stat.S_IMODE(st.st_mode)
+
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o751
+    assert owner(media) == ("daemon", 0o2750)
+    assert owner(media / "photo.jpg") == ("daemon", 0o640)
+    assert owner(shared / "other.txt") == (app_group, 0o640)
+    assert owner(shared / "tool") == (app_group, 0o755)
 
 
 def test_a_tar_that_escapes_its_tree_is_refused(files_cfg, tmp_path):

@@ -7,9 +7,11 @@ that did not change.
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import shutil
+import stat
 import tarfile
 from pathlib import Path
 
@@ -86,6 +88,28 @@ def _safe(tar: tarfile.TarFile):
         yield member
 
 
+def _gid(name: str) -> int | None:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
+def _own(cfg: dict, tree: Path, members: list) -> None:
+    """Everything to the app's user; a member keeps its group only when it is the app's or one of
+    files_groups (the web server's, for what nginx serves), else the app's group. No set-id bit
+    survives on a file; a directory keeps its setgid (new files inherit its group)."""
+    user = pwd.getpwnam(cfg["owner"])
+    allowed = {grp.getgrgid(user.pw_gid).gr_name, *cfg.get("files_groups", [])}
+    os.chown(tree, user.pw_uid, user.pw_gid)
+    for member in members:
+        path = tree / member.name
+        gid = _gid(member.gname) if member.gname in allowed else user.pw_gid
+        gid = user.pw_gid if gid is None else gid
+        os.chown(path, user.pw_uid, gid, follow_symlinks=False)
+        os.chmod(path, member.mode & (0o2777 if member.isdir() else 0o777))
+
+
 def restore(cfg: dict, backup: Path) -> None:
     """Replace files_dir with the backup's files (as root: they belong to the app's user)."""
     if not (backup / TAR).is_file():
@@ -96,10 +120,13 @@ def restore(cfg: dict, backup: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
     new.mkdir(mode=0o750, parents=True)
     with tarfile.open(backup / TAR) as tar:
-        tar.extractall(new, members=list(_safe(tar)))  # noqa: S202  checked by _safe
-    user = pwd.getpwnam(cfg["owner"])
-    for path in [new, *new.rglob("*")]:
-        os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+        members = list(_safe(tar))
+        tar.extractall(new, members=members)  # noqa: S202  checked by _safe
+    _own(cfg, new, members)
+    if target.exists():   # the directory itself as the app role made it (0751 when nginx serves some)
+        live = target.stat()
+        os.chown(new, live.st_uid, live.st_gid)
+        os.chmod(new, stat.S_IMODE(live.st_mode))
     if target.exists():
         os.rename(target, old)
     os.rename(new, target)
