@@ -73,7 +73,7 @@ def test_journald_limits_in_effect(host):
     "permitemptypasswords no",
     "permitrootlogin without-password",
     "pubkeyauthentication yes",
-    "maxauthtries 3",
+    "maxauthtries 6",
     "x11forwarding no",
     "allowtcpforwarding no",
     "maxsessions 4",
