@@ -221,6 +221,15 @@ def test_ssh_rate_limited(outsider, link_local):
     assert results[-1] != "open", results
 
 
+def test_operator_never_rate_limited(host, ip):
+    # the controller (Ansible's address, 10.88.0.1) runs playbooks back to back: ten new
+    # connections in a row get through, where the limit refuses a stranger's sixth
+    results = [probe_from_controller(ip, [22], timeout=2)[22] for _ in range(10)]
+    assert results == ["open"] * 10, results
+    # and fail2ban, which bans on failed logins, never bans it
+    assert "10.88.0.1" in host.check_output("fail2ban-client get sshd ignoreip")
+
+
 def test_source_restricted_rule(outsider, ip, listeners):
     assert probe_from_controller(ip, [9100]) == {9100: "open"}
     assert probe(outsider, ip, [9100]) == {9100: "filtered"}
