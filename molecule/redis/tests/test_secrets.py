@@ -124,6 +124,32 @@ def test_verbose_diff_rotation_of_all(host):
     assert after["SMTP_PASS"] == SMTP_PASS
 
 
+def test_import_replaces_other_secrets_only_when_forced(host, ephemeral_dir):
+    def playbook(name, *args):
+        code, out = ansible_playbook(f"../../playbooks/{name}", *args)
+        outputs.append(out)
+        return code, out
+
+    environment(host)
+    exported = os.path.join(ephemeral_dir, "secrets-backup", f"{host.backend.hostname}.env.vault")
+    assert playbook("secrets-export.yml", "-e", f"secrets_export_dir={os.path.dirname(exported)}")[0] == 0
+    before = digest(host)
+    code, out = playbook("secrets-import.yml", "-e", f"secrets_import_file={exported}")
+    assert code == 0 and recap_changed(out) == 0, out[-3000:]   # the same secrets: nothing to do
+    assert run("-e", "rotate_secrets=JWT_SECRET")[0] == 0
+    environment(host)
+    rotated = digest(host)
+    code, out = playbook("secrets-import.yml", "-e", f"secrets_import_file={exported}")
+    assert code != 0 and "secrets_import_force=true" in out, out[-3000:]
+    assert digest(host) == rotated
+    code, out = playbook("secrets-import.yml", "-e", f"secrets_import_file={exported}", "-e", "secrets_import_force=true")
+    assert code == 0, out[-3000:]
+    assert digest(host) == before
+    kept = host.check_output(f"ls {ENV_FILE}.*~").split()
+    assert [host.check_output(f"sha256sum {path}").split()[0] for path in kept] == [rotated]
+    assert host.check_output(f"stat -c %a {kept[0]}") == "640"
+
+
 def test_no_value_appears_in_any_output(host, ephemeral_dir):
     environment(host)
     with open(os.path.join(ephemeral_dir, "ansible.log"), encoding="utf-8") as fh:
