@@ -8,10 +8,12 @@ or an attacker would.
 
 import base64
 import functools
+import glob
 import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -67,6 +69,32 @@ def container_ip(name):
     """The instance's address on the podman network."""
     out = subprocess.run(["podman", "inspect", name], check=True, capture_output=True, text=True)
     return json.loads(out.stdout)[0]["NetworkSettings"]["IPAddress"]
+
+
+def replace_instance(name, image):
+    """Destroy an instance and start a new host from `image` in its place: the same name and
+    address, as Molecule made it (privileged, systemd), nothing else kept. Returns once its SSH
+    answers. The kept SSH connections to the old one are closed first: they would carry the next
+    commands to a host that is gone."""
+    ssh_config, _ = _ssh_config()
+    ip = container_ip(name)
+    subprocess.run(["ssh", "-F", ssh_config, "-O", "exit", name], capture_output=True, check=False)
+    for socket in glob.glob(os.path.expanduser(f"~/.ansible/cp/{ip}-*")):   # Ansible's (%h-%p-%r)
+        subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={socket}", ip],
+                       capture_output=True, check=False)
+    subprocess.run(["podman", "rm", "--force", "--time", "0", name], check=True, capture_output=True)
+    subprocess.run(["podman", "run", "--detach", "--name", name, "--hostname", name, "--ip", ip,
+                    "--privileged", "--systemd", "always", "--label", "owner=molecule", image, "/sbin/init"],
+                   check=True, capture_output=True)
+    # this machine's neighbour entry still names the old host's MAC address: packets would go
+    # nowhere until it expires
+    subprocess.run(["ip", "neigh", "flush", "to", ip], capture_output=True, check=False)
+    for _ in range(120):
+        if subprocess.run(["ssh", "-F", ssh_config, "-o", "ConnectTimeout=2", name, "true"],
+                          capture_output=True, check=False).returncode == 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{name}: no SSH from the new host")
 
 
 @pytest.fixture

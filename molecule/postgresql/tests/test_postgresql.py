@@ -1,6 +1,5 @@
 """PostgreSQL and its backups, on the host and from a second container."""
 
-import os
 import re
 
 import pytest
@@ -9,7 +8,6 @@ import backup_checks as checks
 from conftest import ansible_playbook, as_app, host_spec, recap_changed
 
 ENV = "/etc/berth/demoapp/secrets.env"
-RECOVERED = "postgresql-recovered"
 
 
 def sql(host, statement):
@@ -97,28 +95,6 @@ def test_retention(host):
 def test_remote_round_trip(host):
     checks.check_remote_round_trip(host, sql, ["rest", "s3"], ["berth-rest-test", "berth-s3-test"])
     checks.check_remote_check_unit(host, ["rest", "s3"])
-
-
-def test_recovery_onto_a_bare_server(host, ephemeral_dir):
-    """The remote round trip's snapshot onto a new host: the secrets first, with the recovery
-    password, then the roles, then the data; the second converge changes nothing."""
-    extra = os.path.join(ephemeral_dir, "recovered.yml")
-    with open(extra, "w", encoding="utf-8") as fh:
-        fh.write(f"berth:\n  hosts:\n    {RECOVERED}: {{}}\n")
-
-    def run(playbook, *args):
-        code, out = ansible_playbook(playbook, "-i", extra, "--limit", RECOVERED, *args)
-        assert code == 0, out[-3000:]
-        return out
-
-    assert "berth-recovery-test-password" not in run("../../playbooks/recover-secrets.yml", "-e", "remote=s3")
-    run("converge.yml")
-    run("../../playbooks/restore.yml", "-e", "snapshot=latest", "-e", "remote=s3")
-    new = host.get_host(host_spec(RECOVERED))
-    assert new.file(ENV).content_string == host.file(ENV).content_string  # tokens stay valid
-    assert sql(new, "SELECT text FROM remote_notes") == "offsite"
-    assert new.check_output("runuser -u demoapp -- cat /srv/demoapp/shared/uploads/photo.txt") == "uploaded"
-    assert recap_changed(run("converge.yml")) == 0
 
 
 def test_password_rotation_keeps_running_processes_connected(host):
