@@ -317,6 +317,22 @@ def test_broken_release_fails_and_the_previous_keeps_serving(host, ephemeral_dir
     assert releases["second"] in load["releases"]
 
 
+def test_settings_that_stop_the_app_are_undone(host):
+    # a setting the app refuses at start-up (its LOG_LEVEL check): the run fails, the release
+    # that was live comes back with the settings and units it ran with, and keeps serving
+    live, settings = link(host, "current"), host.file(APP_ENV).content_string
+    unit = host.file(f"/etc/systemd/system/{APP}.service").content_string
+    code, out = deploy("-e", '{"app_environment": {"LOG_LEVEL": "LOUD"}}', "-e", "app_health_timeout=10")
+    assert code != 0
+    assert "LOG_LEVEL must be one of" in out   # the app's own words, from its log
+    assert "previous settings" in out
+    assert link(host, "current") == live
+    assert host.file(APP_ENV).content_string == settings
+    assert host.file(f"/etc/systemd/system/{APP}.service").content_string == unit
+    assert not host.run(f"ls /etc/berth/{APP}/*~ /etc/systemd/system/{APP}*~").stdout.strip()
+    assert request(host, "/health/ready")[0] == 200
+
+
 # --- rollbacks ------------------------------------------------------------------------------
 
 def test_rollback_playbook(host):
