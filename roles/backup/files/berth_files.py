@@ -95,19 +95,21 @@ def _gid(name: str) -> int | None:
         return None
 
 
-def _own(cfg: dict, tree: Path, members: list) -> None:
+def _own(cfg: dict, tree: Path, members: list, like: Path) -> None:
     """Everything to the app's user; a member keeps its group only when it is the app's or one of
     files_groups (the web server's, for what nginx serves), else the app's group. No set-id bit
-    survives on a file; a directory keeps its setgid (new files inherit its group)."""
+    survives on a file; a directory keeps its setgid (new files inherit its group). The tree
+    itself as `like` is, the live directory the app role made (0751 when nginx serves a part)."""
     user = pwd.getpwnam(cfg["owner"])
     allowed = {grp.getgrgid(user.pw_gid).gr_name, *cfg.get("files_groups", [])}
-    os.chown(tree, user.pw_uid, user.pw_gid)
     for member in members:
+        gid = _gid(member.gname) if member.gname in allowed else None
         path = tree / member.name
-        gid = _gid(member.gname) if member.gname in allowed else user.pw_gid
-        gid = user.pw_gid if gid is None else gid
-        os.chown(path, user.pw_uid, gid, follow_symlinks=False)
+        os.chown(path, user.pw_uid, user.pw_gid if gid is None else gid, follow_symlinks=False)
         os.chmod(path, member.mode & (0o2777 if member.isdir() else 0o777))
+    live = like.stat() if like.exists() else None
+    os.chown(tree, live.st_uid if live else user.pw_uid, live.st_gid if live else user.pw_gid)
+    os.chmod(tree, stat.S_IMODE(live.st_mode) if live else 0o750)
 
 
 def restore(cfg: dict, backup: Path) -> None:
@@ -122,11 +124,7 @@ def restore(cfg: dict, backup: Path) -> None:
     with tarfile.open(backup / TAR) as tar:
         members = list(_safe(tar))
         tar.extractall(new, members=members)  # noqa: S202  checked by _safe
-    _own(cfg, new, members)
-    if target.exists():   # the directory itself as the app role made it (0751 when nginx serves some)
-        live = target.stat()
-        os.chown(new, live.st_uid, live.st_gid)
-        os.chmod(new, stat.S_IMODE(live.st_mode))
+    _own(cfg, new, members, like=target)
     if target.exists():
         os.rename(target, old)
     os.rename(new, target)
