@@ -29,6 +29,10 @@ def _instances():
     return sorted(group["hosts"])
 
 
+# root's test key, mounted into every host (docs/TESTING.md)
+SSH_DIR = os.path.join(os.environ.get("BERTH_STATE", "/var/lib/berth-test"), "ssh")
+
+
 @functools.cache
 def _ssh_config():
     """An ssh_config naming every instance that pins an address (testinfra's ssh backend reads
@@ -36,7 +40,7 @@ def _ssh_config():
     with open(os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "molecule.yml"),
               encoding="utf-8") as fh:
         pinned = {p["name"]: p["ip"] for p in yaml.safe_load(fh)["platforms"] if "ip" in p}
-    ssh_dir = os.path.join(os.environ.get("BERTH_STATE", "/var/lib/berth-test"), "ssh")
+    ssh_dir = SSH_DIR
     path = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "ssh_config")
     with open(path, "w", encoding="utf-8") as fh:
         fh.writelines(f"Host {name}\n  HostName {ip}\n" for name, ip in pinned.items())
@@ -71,14 +75,20 @@ def container_ip(name):
     return json.loads(out.stdout)[0]["NetworkSettings"]["IPAddress"]
 
 
+def ssh(name, *command, options=()):
+    """`ssh OPTIONS NAME COMMAND` from this machine, as testinfra reaches the scenario's pinned
+    hosts (its ssh_config), e.g. options=("-o", "ControlPath=none") for a new login."""
+    return subprocess.run(["ssh", "-F", _ssh_config()[0], *options, name, *command],
+                          capture_output=True, text=True, check=False, timeout=60)
+
+
 def replace_instance(name, image):
     """Destroy an instance and start a new host from `image` in its place: the same name and
     address, as Molecule made it (privileged, systemd), nothing else kept. Returns once its SSH
     answers. The kept SSH connections to the old one are closed first: they would carry the next
     commands to a host that is gone."""
-    ssh_config, _ = _ssh_config()
     ip = container_ip(name)
-    subprocess.run(["ssh", "-F", ssh_config, "-O", "exit", name], capture_output=True, check=False)
+    ssh(name, options=("-O", "exit"))
     for socket in glob.glob(os.path.expanduser(f"~/.ansible/cp/{ip}-*")):   # Ansible's (%h-%p-%r)
         subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={socket}", ip],
                        capture_output=True, check=False)
@@ -90,8 +100,7 @@ def replace_instance(name, image):
     # nowhere until it expires
     subprocess.run(["ip", "neigh", "flush", "to", ip], capture_output=True, check=False)
     for _ in range(120):
-        if subprocess.run(["ssh", "-F", ssh_config, "-o", "ConnectTimeout=2", name, "true"],
-                          capture_output=True, check=False).returncode == 0:
+        if ssh(name, "true", options=("-o", "ConnectTimeout=2")).returncode == 0:
             return
         time.sleep(0.5)
     raise AssertionError(f"{name}: no SSH from the new host")

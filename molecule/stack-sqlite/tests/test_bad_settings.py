@@ -11,7 +11,7 @@ import subprocess
 
 import yaml
 
-from conftest import container_ip, host_spec
+from conftest import SSH_DIR, container_ip, host_spec, ssh
 
 OUTSIDER = "stack-sqlite-outsider"
 ROOT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")
@@ -81,10 +81,9 @@ def refusals(output):
 
 def test_bad_settings_refused_before_any_change(host, ephemeral_dir):
     outsider = host.get_host(host_spec(OUTSIDER))
-    ssh_dir = os.path.join(os.environ.get("BERTH_STATE", "/var/lib/berth-test"), "ssh")
     inventory = {"berth": {"children": {"bad_settings": {
         "vars": {"ansible_host": container_ip(OUTSIDER), "ansible_user": "root",
-                 "ansible_ssh_private_key_file": f"{ssh_dir}/id_ed25519",
+                 "ansible_ssh_private_key_file": f"{SSH_DIR}/id_ed25519",
                  "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"},
         "hosts": {name: settings for name, (settings, _) in CASES.items()}}}}}
     path = os.path.join(ephemeral_dir, "bad-settings.yml")
@@ -107,8 +106,5 @@ def test_bad_settings_refused_before_any_change(host, ephemeral_dir):
     changed = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
     assert not changed, changed[:50]
     # the lockout cases above left root's login as it was: a new SSH login (no kept connection)
-    login = subprocess.run(["ssh", "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "BatchMode=yes",
-                            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                            "-i", f"{ssh_dir}/id_ed25519", f"root@{container_ip(OUTSIDER)}", "true"],
-                           capture_output=True, text=True, check=False, timeout=60)
+    login = ssh(OUTSIDER, "true", options=("-o", "ControlPath=none"))
     assert login.returncode == 0, login.stderr
