@@ -3,7 +3,8 @@
 One site.yml run against a fresh host (the scenario's outsider, never converged), reached under
 one inventory name per case, each name with one wrong setting as a user would write it in
 group_vars: every case must fail with a message that names the setting, and the host's files must
-be the same after. `--tags nginx`: the checks run whatever the tags select."""
+be the same after. `--tags nginx`: the checks run whatever the tags select. A second run at the
+same time gives Ansible a login password on the command line, as -k does."""
 
 import json
 import os
@@ -53,7 +54,11 @@ CASES = {
     "reboot-time": ({"base_unattended_reboot_time": "25:00"}, ["base_unattended_reboot_time"]),
     "media-outside-shared": ({"berth_shared_public": {"/media/": "../etc"}}, ["nginx_shared_locations"]),
     "body-size-unit": ({"nginx_client_max_body_size": "ten megs"}, ["client_max_body_size"]),
+    # Ansible's key still logs in; the password would be refused by the hardened sshd next time
+    "password-login-hardened": ({"ansible_ssh_password": "a-password"}, ["base_ssh_hardening", "password"]),
 }
+# A password given on the command line (-k, --connection-password-file): one more run, with it.
+PASSWORD_CLI = "password-on-command-line"
 
 # What changes on a running Debian host by itself (systemd's timer stamps, its random seed).
 VOLATILE = ("/var/lib/systemd/",)
@@ -79,27 +84,41 @@ def refusals(output):
     return found
 
 
-def test_bad_settings_refused_before_any_change(host, ephemeral_dir):
-    outsider = host.get_host(host_spec(OUTSIDER))
+def site_run(inventory_hosts, path, *args):
+    """site.yml --tags nginx against the outsider under the given inventory names, started."""
     inventory = {"berth": {"children": {"bad_settings": {
         "vars": {"ansible_host": container_ip(OUTSIDER), "ansible_user": "root",
                  "ansible_ssh_private_key_file": f"{SSH_DIR}/id_ed25519",
                  "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"},
-        "hosts": {name: settings for name, (settings, _) in CASES.items()}}}}}
-    path = os.path.join(ephemeral_dir, "bad-settings.yml")
+        "hosts": inventory_hosts}}}}
     with open(path, "w", encoding="utf-8") as fh:
         yaml.safe_dump(inventory, fh)
-    before = files(outsider)
-
     env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_FORKS": "10"}
-    result = subprocess.run(["ansible-playbook", "-i", os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"]),
-                             "-i", path, "--limit", "bad_settings", "--tags", "nginx",
+    # pylint: disable-next=consider-using-with
+    return subprocess.Popen(["ansible-playbook", "-i", os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"]),
+                             "-i", path, "--limit", "bad_settings", "--tags", "nginx", *args,
                              os.path.join(ROOT, "site.yml")],
-                            capture_output=True, text=True, check=False, env=env, timeout=900,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=os.environ["MOLECULE_SCENARIO_DIRECTORY"])
-    assert result.returncode != 0
-    found = refusals(result.stdout)
-    wrong = {name: found.get(name, ["(not refused)"]) for name, (_, words) in CASES.items()
+
+
+def test_bad_settings_refused_before_any_change(host, ephemeral_dir):
+    outsider = host.get_host(host_spec(OUTSIDER))
+    before = files(outsider)
+    password_file = os.path.join(ephemeral_dir, "connection-password")
+    with open(password_file, "w", encoding="utf-8") as fh:
+        fh.write("a-password\n")
+    runs = [site_run({name: settings for name, (settings, _) in CASES.items()},
+                     os.path.join(ephemeral_dir, "bad-settings.yml")),
+            site_run({PASSWORD_CLI: {}}, os.path.join(ephemeral_dir, "password-cli.yml"),
+                     "--connection-password-file", password_file)]
+    outputs = [run.communicate(timeout=900) for run in runs]
+    assert all(run.returncode != 0 for run in runs), [err[-2000:] for _, err in outputs]
+    found = {}
+    for out, _ in outputs:
+        found.update(refusals(out))
+    cases = {**CASES, PASSWORD_CLI: ({}, ["base_ssh_hardening", "password"])}
+    wrong = {name: found.get(name, ["(not refused)"]) for name, (_, words) in cases.items()
              if not any(all(word in message for word in words) for message in found.get(name, []))}
     assert not wrong, json.dumps(wrong, indent=1)[:6000]
     after = files(outsider)
