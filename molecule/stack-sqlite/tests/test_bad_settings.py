@@ -54,6 +54,8 @@ CASES = {
     "reboot-time": ({"base_unattended_reboot_time": "25:00"}, ["base_unattended_reboot_time"]),
     "media-outside-shared": ({"berth_shared_public": {"/media/": "../etc"}}, ["nginx_shared_locations"]),
     "body-size-unit": ({"nginx_client_max_body_size": "ten megs"}, ["client_max_body_size"]),
+    "setting-misspelt": ({"berth_domians": ["app.berth.test"]}, ["berth_domians", "berth_domains"]),
+    "role-setting-misspelt": ({"nginx_client_max_bodysize": "20m"}, ["nginx_client_max_body_size"]),
     # Ansible's key still logs in; the password would be refused by the hardened sshd next time
     "password-login-hardened": ({"ansible_ssh_password": "a-password"}, ["base_ssh_hardening", "password"]),
 }
