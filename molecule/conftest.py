@@ -121,14 +121,15 @@ def ephemeral_dir():
     return os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
 
 
-def ansible_playbook(playbook, *args):
+def ansible_playbook(playbook, *args, env=None):
     """Run a playbook of the current scenario against its instances, as Molecule would (same
-    inventory, config and environment). Returns (exit code, combined output)."""
+    inventory, config and environment, plus `env`). Returns (exit code, combined output)."""
     scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
     inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
     result = subprocess.run(
         ["ansible-playbook", "-i", inventory, os.path.join(scenario, playbook), *args],
         capture_output=True, text=True, check=False, cwd=scenario, timeout=900,
+        env={**os.environ, **(env or {})},
     )
     return result.returncode, result.stdout + result.stderr
 
