@@ -21,8 +21,10 @@ def counter():
     return lambda nbytes, enc: f"v{next(numbers):0{nbytes}d}"
 
 
-def run(text="", provided=None, rotate=(), overlap=7 * DAY, now=1000, make=None, derived=None):
-    return plan(text, DEFS, provided or {}, list(rotate), overlap, now, derived, make or counter())
+def run(text="", provided=None, rotate=(), overlap=7 * DAY, now=1000, make=None, derived=None,
+        retire=(), force=False, defs=DEFS):
+    return plan(text, defs, provided or {}, list(rotate), overlap, now, derived, make or counter(),
+                retire=list(retire), force=force)
 
 
 def test_generate_encodings():
@@ -153,3 +155,47 @@ def test_bad_definitions(bad):
 def test_garbage_in_the_file_is_refused():
     with pytest.raises(SecretsError, match="line 1"):
         parse("this is not an env file\n")
+
+
+def test_second_rotation_within_the_overlap_is_refused_with_its_end():
+    rotated, _ = run(run()[0], rotate=["JWT_SECRET"], now=2000)
+    with pytest.raises(SecretsError, match=r"cannot rotate JWT_SECRET again before its overlap ends "
+                                           r"\(1970-01-08 00:33 UTC\).*secrets_rotate_force=true"):
+        run(rotated, rotate=["JWT_SECRET"], now=3000)
+    with pytest.raises(SecretsError, match="JWT_SECRET"):
+        run(rotated, rotate=["all"], now=3000)
+    # after the overlap, after an explicit end, or forced: it rotates
+    assert run(rotated, rotate=["JWT_SECRET"], now=2000 + 7 * DAY)[1]["rotated"] == ["JWT_SECRET"]
+    forced, report = run(rotated, rotate=["JWT_SECRET"], now=3000, force=True, make=lambda *_: "f" * 43)
+    assert report["rotated"] == ["JWT_SECRET"]
+    assert parse(forced)[0]["JWT_SECRET_PREVIOUS"] == parse(rotated)[0]["JWT_SECRET"]
+    ended, report = run(rotated, retire=["JWT_SECRET"], now=3000)
+    assert "JWT_SECRET_PREVIOUS" not in parse(ended)[0] and report["expired"] == ["JWT_SECRET_PREVIOUS"]
+    assert run(ended, rotate=["JWT_SECRET"], now=3001)[1]["rotated"] == ["JWT_SECRET"]
+
+
+KEY = {"name": "ENCRYPTION_KEY", "bytes": 32, "encoding": "base64url", "rotate_with_all": False,
+       "expires": False}
+
+
+def test_an_encryption_key_is_kept_until_retired():
+    text, _ = run(defs=DEFS + [KEY])
+    assert "ENCRYPTION_KEY" not in run(text, rotate=["all"], defs=DEFS + [KEY])[1]["rotated"]
+    # overlap 0, and long after: the previous key stays, it still decrypts
+    rotated, _ = run(text, rotate=["ENCRYPTION_KEY"], overlap=0, now=2000, defs=DEFS + [KEY])
+    previous = parse(text)[0]["ENCRYPTION_KEY"]
+    for later in (run(rotated, now=2000 + 365 * DAY, defs=DEFS + [KEY]), run(rotated, overlap=0, defs=DEFS + [KEY])):
+        assert parse(later[0])[0]["ENCRYPTION_KEY_PREVIOUS"] == previous
+    with pytest.raises(SecretsError, match="kept until it is retired.*retire_secrets=ENCRYPTION_KEY"):
+        run(rotated, rotate=["ENCRYPTION_KEY"], now=2000 + 365 * DAY, defs=DEFS + [KEY])
+    retired, report = run(rotated, retire=["ENCRYPTION_KEY"], defs=DEFS + [KEY])
+    assert "ENCRYPTION_KEY_PREVIOUS" not in parse(retired)[0]
+    assert report["expired"] == ["ENCRYPTION_KEY_PREVIOUS"]
+    # retiring again changes nothing
+    assert run(retired, retire=["ENCRYPTION_KEY"], defs=DEFS + [KEY])[0] == retired
+
+
+@pytest.mark.parametrize("name", ["NOPE", "SMTP_PASS"])
+def test_retiring_what_is_no_generated_secret_is_refused(name):
+    with pytest.raises(SecretsError, match=f"cannot retire {name}_PREVIOUS"):
+        run(retire=[name])

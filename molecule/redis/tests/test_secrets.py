@@ -99,6 +99,18 @@ def test_after_the_overlap_previous_is_removed(host):
     assert all(after[n] == before[n] for n in GENERATED)
 
 
+def test_encryption_key_previous_kept_until_retired(host):
+    before = environment(host)["ENCRYPTION_KEY"]
+    assert run("-e", "rotate_secrets=ENCRYPTION_KEY")[0] == 0
+    # the end of every overlap does not end it: data encrypted with it may remain
+    code, out = run("-e", "secrets_overlap=0")
+    assert code == 0, out[-2000:]
+    assert environment(host)["ENCRYPTION_KEY_PREVIOUS"] == before
+    code, out = run("-e", "retire_secrets=ENCRYPTION_KEY")
+    assert code == 0, out[-2000:]
+    assert "ENCRYPTION_KEY_PREVIOUS" not in environment(host)
+
+
 @pytest.mark.parametrize("extra,message", [
     ('{"secrets_provided": {"SMTP_PASS": "tooshort"}}', "secret SMTP_PASS is too short"),
     ('{"secrets_provided": {"SMTP_PASS": ""}}', "secret SMTP_PASS is missing or empty"),
@@ -120,8 +132,20 @@ def test_verbose_diff_rotation_of_all(host):
     code, out = run("-vvv", "--diff", "-e", "rotate_secrets=all")
     assert code == 0, out[-2000:]
     after = environment(host)
-    assert all(after[n] != before[n] and after[n + "_PREVIOUS"] == before[n] for n in GENERATED)
+    rotated = [n for n in GENERATED if n != "ENCRYPTION_KEY"]
+    assert all(after[n] != before[n] and after[n + "_PREVIOUS"] == before[n] for n in rotated)
+    # not part of all: it is rotated only when named
+    assert after["ENCRYPTION_KEY"] == before["ENCRYPTION_KEY"] and "ENCRYPTION_KEY_PREVIOUS" not in after
     assert after["SMTP_PASS"] == SMTP_PASS
+
+
+def test_second_rotation_within_the_overlap_refused(host):
+    before = digest(host)
+    code, out = run("-e", "rotate_secrets=JWT_SECRET")
+    assert code != 0
+    assert "cannot rotate JWT_SECRET again before its overlap ends" in out, out[-3000:]
+    assert "secrets_rotate_force=true" in out
+    assert digest(host) == before
 
 
 def test_import_replaces_other_secrets_only_when_forced(host, ephemeral_dir):
@@ -136,7 +160,7 @@ def test_import_replaces_other_secrets_only_when_forced(host, ephemeral_dir):
     before = digest(host)
     code, out = playbook("secrets-import.yml", "-e", f"secrets_import_file={exported}")
     assert code == 0 and recap_changed(out) == 0, out[-3000:]   # the same secrets: nothing to do
-    assert run("-e", "rotate_secrets=JWT_SECRET")[0] == 0
+    assert run("-e", "rotate_secrets=JWT_SECRET", "-e", "secrets_rotate_force=true")[0] == 0
     environment(host)
     rotated = digest(host)
     code, out = playbook("secrets-import.yml", "-e", f"secrets_import_file={exported}")

@@ -16,6 +16,7 @@ import hashlib
 import re
 import secrets as _random
 import string
+import time
 from urllib.parse import quote
 
 NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -126,6 +127,32 @@ def check_definitions(definitions: list[dict]) -> None:
                 raise SecretsError(f"secret {name}: at least 16 random bytes")
 
 
+FOREVER = 2**63
+
+
+def _previous_kept_until(name, item, old_values, old_rotated, overlap):
+    """When NAME_PREVIOUS goes by itself (FOREVER for expires: false), None if there is none."""
+    if old_values.get(name + PREVIOUS) is None:
+        return None
+    if not item.get("expires", True):
+        return FOREVER
+    return old_rotated.get(name, 0) + overlap
+
+
+def _second_rotation(name, kept_until):
+    """Why a rotation of a secret whose previous value is still kept is refused."""
+    dropped = (f"{name}{PREVIOUS} would be dropped, and whatever was signed, encrypted or logged "
+               f"in with it (tokens, sessions, data) refused")
+    if kept_until == FOREVER:
+        return (f"cannot rotate {name}: {name}{PREVIOUS} is kept until it is retired, for data "
+                f"encrypted with it: {dropped}. Re-encrypt, retire it (-e retire_secrets={name}), "
+                f"then rotate, or force it (-e secrets_rotate_force=true)")
+    until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(kept_until))
+    return (f"cannot rotate {name} again before its overlap ends ({until}): {dropped}. Rotate "
+            f"after that, end the overlap first (-e retire_secrets={name}), or force it "
+            f"(-e secrets_rotate_force=true)")
+
+
 def plan(
     text: str,
     definitions: list[dict],
@@ -135,13 +162,22 @@ def plan(
     now: int,
     derived: dict[str, str] | None = None,
     make=generate,
+    retire: list[str] | None = None,
+    force: bool = False,
 ) -> tuple[str, dict[str, list[str]]]:
     """Compute the next file text and a report {generated, rotated, expired, provided, derived}
-    of the names that change. Raises SecretsError before anything is decided on bad input."""
+    of the names that change. Raises SecretsError before anything is decided on bad input.
+
+    retire: names whose NAME_PREVIOUS goes now (the only way one with expires: false goes).
+    force: rotate a secret whose previous value is still kept, dropping that value."""
     check_definitions(definitions)
     old_values, old_rotated = parse(text)
     by_name = {item["name"]: item for item in definitions}
     generated_names = [n for n, i in by_name.items() if i.get("source", "generated") == "generated"]
+    retire = set(retire or ())
+    for name in sorted(retire):
+        if name not in generated_names:
+            raise SecretsError(f"cannot retire {name}_PREVIOUS: {name} is no generated secret")
 
     # rotate_with_all: false keeps a secret out of [all] (a backup repository's password): it
     # rotates only when named.
@@ -153,6 +189,9 @@ def plan(
             raise SecretsError(f"cannot rotate {name}: no such secret")
         if name not in generated_names:
             raise SecretsError(f"cannot rotate {name}: it is provided; change it where you provide it")
+        kept_until = _previous_kept_until(name, by_name[name], old_values, old_rotated, overlap)
+        if kept_until is not None and now < kept_until and name not in retire and not force:
+            raise SecretsError(_second_rotation(name, kept_until))
 
     values: dict[str, str] = {}
     rotated: dict[str, int] = {}
@@ -186,7 +225,7 @@ def plan(
         elif name in wanted:
             values[name] = make(int(item.get("bytes", 32)), item.get("encoding", "base64url"))
             report["rotated"].append(name)
-            if overlap > 0:
+            if overlap > 0 or not item.get("expires", True):
                 values[name + PREVIOUS] = current
                 rotated[name] = now
         else:
@@ -194,10 +233,10 @@ def plan(
 
         previous = old_values.get(name + PREVIOUS)
         if previous is not None and name not in wanted:
-            since = old_rotated.get(name, 0)
-            if now < since + overlap:
+            kept_until = _previous_kept_until(name, item, old_values, old_rotated, overlap)
+            if now < kept_until and name not in retire:
                 values[name + PREVIOUS] = previous
-                rotated[name] = since
+                rotated[name] = old_rotated.get(name, 0)
             else:
                 report["expired"].append(name + PREVIOUS)
 

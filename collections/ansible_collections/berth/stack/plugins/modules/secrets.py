@@ -35,6 +35,8 @@ options:
       - The declared secrets. Each has name, source (generated or provided), bytes and encoding
         (hex or base64url) for generated ones, min_length, and required for provided ones.
       - A generated secret with rotate_with_all false rotates only when named, not with [all].
+      - A generated secret with expires false keeps NAME_PREVIOUS after a rotation until it is
+        retired (an encryption key, whose old value still decrypts data).
     type: list
     elements: dict
     required: true
@@ -43,10 +45,22 @@ options:
     type: dict
     default: {}
   rotate:
-    description: Names to rotate now, or [all].
+    description:
+      - Names to rotate now, or [all].
+      - A secret whose NAME_PREVIOUS is still kept is refused (a second rotation would drop the
+        value whatever was issued before the first still uses), unless I(force) or I(retire).
     type: list
     elements: str
     default: []
+  retire:
+    description: Names whose NAME_PREVIOUS is removed now, whatever the overlap.
+    type: list
+    elements: str
+    default: []
+  force:
+    description: Rotate a secret whose NAME_PREVIOUS is still kept, dropping that value.
+    type: bool
+    default: false
   overlap:
     description: Seconds NAME_PREVIOUS is kept after a rotation; 0 keeps none.
     type: int
@@ -75,7 +89,7 @@ RETURN = r"""
 changed_names: {description: Every name whose value changed (no values)., type: list, returned: always}
 generated: {description: Secrets created on this run., type: list, returned: always}
 rotated: {description: Secrets rotated on this run., type: list, returned: always}
-expired: {description: NAME_PREVIOUS values removed on this run., type: list, returned: always}
+expired: {description: NAME_PREVIOUS values removed on this run (expired or retired)., type: list, returned: always}
 """
 
 import grp
@@ -120,6 +134,8 @@ def main():
             "secrets": {"type": "list", "elements": "dict", "required": True},
             "provided": {"type": "dict", "default": {}, "no_log": True},
             "rotate": {"type": "list", "elements": "str", "default": []},
+            "retire": {"type": "list", "elements": "str", "default": []},
+            "force": {"type": "bool", "default": False},
             "overlap": {"type": "int", "default": 604800},
             "derived": {"type": "dict", "default": {}},
         },
@@ -138,7 +154,8 @@ def main():
     provided = {k: "" if v is None else str(v) for k, v in p["provided"].items()}
     try:
         new_text, report = plan(
-            text, p["secrets"], provided, p["rotate"], p["overlap"], int(time.time()), p["derived"])
+            text, p["secrets"], provided, p["rotate"], p["overlap"], int(time.time()), p["derived"],
+            retire=p["retire"], force=p["force"])
     except SecretsError as err:
         module.fail_json(msg=f"secrets: {err}")
 
