@@ -50,8 +50,8 @@ def test_rerun_during_the_overlap_changes_nothing():
 def test_after_the_overlap_only_the_new_password_works():
     hosts = redis_hosts()
     before = {h.backend.hostname: (secrets(h)["REDIS_PASSWORD_PREVIOUS"], main_pid(h)) for h in hosts}
-    # Only the secrets role's tasks: the old password goes through its `berth secrets changed`
-    # notification, which the redis role listens to. -vvv --diff: the most any run shows,
+    # Only the secrets role's tasks: the old password goes through the secrets' fan-out
+    # (playbooks/secrets-apply.yml), which runs the redis role's rotate. -vvv --diff: the most any run shows,
     # searched for passwords by the last test.
     converge("--tags", "secrets", "-e", "secrets_overlap=0", "-vvv", "--diff")
     for h in hosts:
