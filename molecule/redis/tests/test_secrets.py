@@ -24,7 +24,7 @@ def environment(host):
     out = host.check_output(
         f"systemd-run --quiet --pipe --wait -p EnvironmentFile={ENV_FILE} /usr/bin/env -0")
     env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
-    secret_names = GENERATED + [n + "_PREVIOUS" for n in GENERATED] + ["SMTP_PASS", "DATABASE_URL"]
+    secret_names = GENERATED + [n + "_PREVIOUS" for n in GENERATED] + ["SMTP_PASS", "REDIS_URL"]
     seen_values.update(env[n] for n in secret_names if n in env)
     return env
 
@@ -56,7 +56,7 @@ def test_systemd_reads_every_value(host):
         assert len(env[name]) >= 43, name
     assert len(set(env[n] for n in GENERATED)) == len(GENERATED), "values are distinct"
     assert env["SMTP_PASS"] == SMTP_PASS
-    assert env["DATABASE_URL"] == f"postgresql://demoapp:{env['DATABASE_PASSWORD']}@localhost/demoapp"
+    assert env["REDIS_URL"] == f"unix://demoapp:{env['REDIS_PASSWORD']}@/run/redis-demoapp/redis-server.sock?db=0"
     assert not [n for n in env if n.endswith("_PREVIOUS")]
 
 

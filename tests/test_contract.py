@@ -1,0 +1,133 @@
+"""The stack contract (group_vars/berth.yml): for several settings, every role that produces a
+path, a name or a URL and every role that consumes it agree. Rendered by Ansible's own templar
+from the repository's files (role defaults and vars under the settings, the contract above
+them, as a play sees them), with no host."""
+
+import pathlib
+import posixpath
+
+import pytest
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROLES = sorted(path.name for path in (ROOT / "roles").iterdir() if (path / "tasks").is_dir())
+LOADER = DataLoader()
+
+
+def load(path):
+    return LOADER.load_from_file(str(path), trusted_as_template=True) or {} if path.exists() else {}
+
+
+def render(settings):
+    variables = {}
+    for role in ROLES:
+        variables.update(load(ROOT / "roles" / role / "defaults" / "main.yml"))
+    for role in ROLES:
+        variables.update(load(ROOT / "roles" / role / "vars" / "main.yml"))
+    variables.update(load(ROOT / "group_vars" / "all.yml"))
+    variables.update(settings)
+    variables.update(load(ROOT / "group_vars" / "berth.yml"))
+    templar = Templar(loader=LOADER, variables=variables)
+    return lambda name: templar.template(trust_as_template("{{ %s }}" % name))
+
+
+SETTINGS = {
+    "defaults": {},
+    "another name, postgresql": {"berth_app_name": "shop", "berth_database": "postgresql"},
+    "external database, media": {"berth_app_name": "my_app", "berth_database": "external",
+                                 "berth_external_database_url": "postgresql://u:p@db/x",
+                                 "berth_shared_public": {"/media/": "media"}},
+    "moved paths, workers": {"berth_app_name": "web", "app_workers": [{"name": "mail", "command": "x"}],
+                             "app_timers": [{"name": "nightly", "command": "y", "on_calendar": "daily"}],
+                             "berth_layout_overrides": {"socket_dir": "/run/web-sockets", "home": "/opt/web",
+                                                        "settings_dir": "/etc/web", "tls_dir": "/etc/ssl/web",
+                                                        "acme_webroot": "/srv/acme",
+                                                        "redis_socket_dir": "/run/web-redis"}},
+}
+
+
+@pytest.fixture(params=list(SETTINGS), name="v")
+def rendered(request):
+    return render(SETTINGS[request.param])
+
+
+def test_one_account(v):
+    names = {v(n) for n in ("base_app_user", "app_user", "app_service", "secrets_app_group", "postgresql_app_user",
+                            "sqlite_app_user", "redis_app_user", "backup_app_user", "nginx_site_name",
+                            "tls_cert_name")}
+    assert names == {v("berth_app_name")}
+
+
+def test_the_app_socket(v):
+    assert v("nginx_upstream_socket") == v("app_socket")
+    assert posixpath.dirname(v("app_socket")) == v("app_socket_dir")
+    assert f"--unix-socket {v('app_socket')} " in v("backup_health_check_command")
+    assert v("app_socket_group") == "www-data"
+
+
+def test_the_home_and_its_parts(v):
+    assert v("base_app_home") == v("app_home") == posixpath.dirname(v("app_shared_dir"))
+    assert v("nginx_static_dir") == v("app_static_dir") == v("app_home") + "/current/static"
+    assert v("app_shared_dir") == v("nginx_shared_dir") == v("backup_files_dir")
+    assert v("app_shared_public_dirs") == list(v("nginx_shared_locations").values())
+
+
+def test_the_secrets_file(v):
+    assert v("app_secrets_env_file") == v("backup_secrets_env_file") == v("secrets_env_file")
+    assert posixpath.dirname(v("secrets_env_file")) == v("secrets_dir") == v("app_settings_dir")
+
+
+def test_the_certificate(v):
+    where = f"{v('tls_dir')}/{v('tls_cert_name')}"
+    assert (v("nginx_ssl_certificate"), v("nginx_ssl_certificate_key")) == (f"{where}/fullchain.pem",
+                                                                            f"{where}/privkey.pem")
+    assert v("nginx_acme_webroot") == v("tls_acme_webroot")
+    assert v("tls_domains") == v("nginx_domains") == v("berth_domains")
+
+
+def test_the_database(v):
+    derived = v("secrets_derived")
+    if v("berth_database") == "sqlite":
+        assert derived["DATABASE_URL"] == "sqlite:///" + v("sqlite_database_file")
+        assert v("backup_sqlite_path") == v("sqlite_database_file")
+        assert posixpath.dirname(v("sqlite_database_file")) == v("sqlite_data_dir")
+        assert v("app_writable_paths") == [v("sqlite_data_dir")]
+    elif v("berth_database") == "postgresql":
+        user, database = v("postgresql_app_user"), v("postgresql_app_database")
+        assert derived["DATABASE_URL"].startswith(f"postgresql://{user}_{{DATABASE_PASSWORD:id}}:")
+        assert derived["DATABASE_URL"].endswith(f"@localhost:5432/{database}")
+    else:
+        assert "DATABASE_URL" not in derived
+        assert v("secrets_provided")["DATABASE_URL"] == v("berth_external_database_url")
+    assert v("backup_engine") == v("berth_database")
+
+
+def test_redis(v):
+    # the redis role's own template for its socket, the contract's for the app
+    assert v("secrets_derived")["REDIS_URL"] == v("redis_url_template")
+    assert posixpath.dirname(v("redis_socket")) == v("redis_socket_dir")
+
+
+def test_the_units_a_restore_stops(v):
+    units = v("backup_app_units")
+    assert units[:2] == [v("app_service") + ".socket", v("app_service") + ".service"]
+    assert units[2:] == ([u + ".service" for u in v("app_worker_units")]
+                         + [u + ".timer" for u in v("app_timer_units")])
+
+
+def test_moved_paths_move_every_consumer():
+    v = render(SETTINGS["moved paths, workers"])
+    assert v("nginx_upstream_socket") == "/run/web-sockets/web.sock"
+    assert v("backup_files_dir") == "/opt/web/shared"
+    assert v("backup_secrets_env_file") == "/etc/web/secrets.env"
+    assert v("nginx_ssl_certificate") == "/etc/ssl/web/web/fullchain.pem"
+    assert v("secrets_derived")["REDIS_URL"].startswith("unix://web:{REDIS_PASSWORD}@/run/web-redis/")
+
+
+def test_every_required_input_is_assigned_by_the_contract():
+    contract = set(load(ROOT / "group_vars" / "berth.yml"))
+    for role in ROLES:
+        specs = load(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]
+        required = {name for name, spec in specs["main"]["options"].items() if spec.get("required")}
+        assert required <= contract, f"{role}: not assigned by the contract: {sorted(required - contract)}"
