@@ -2,6 +2,7 @@
 database; berth_demo.main builds the one gunicorn serves from the environment."""
 
 import logging
+import re
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -20,11 +21,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from berth_demo.config import Settings, redact
 from berth_demo.db import Database
+from berth_demo.sealed import InvalidToken, Sealer
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 TOKEN_TTL = 3600
 MAX_BODY = 64 * 1024
 MAX_TEXT = 10_000
+SEALED_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 REDIS_TIMEOUT = 2  # seconds; see db.TIMEOUT
 
 log = logging.getLogger("berth_demo")
@@ -64,6 +67,7 @@ def create_app(settings: Settings, static_dir: Path = STATIC_DIR) -> Starlette:
     keys = [("current", settings.jwt_secret)]
     if settings.jwt_secret_previous:
         keys.append(("previous", settings.jwt_secret_previous))
+    sealer = Sealer(settings.encryption_key, settings.encryption_key_previous) if settings.encryption_key else None
 
     def probe(name: str, check) -> str:
         try:
@@ -131,6 +135,34 @@ def create_app(settings: Settings, static_dir: Path = STATIC_DIR) -> Starlette:
     async def list_notes(request: Request) -> JSONResponse:
         return JSONResponse(await run_in_threadpool(db.list_notes))
 
+    def sealed_name(request: Request) -> str:
+        if sealer is None:
+            raise HTTPException(503, "no ENCRYPTION_KEY")
+        name = request.path_params["name"]
+        if not SEALED_NAME.fullmatch(name):
+            raise HTTPException(400, "name must be 1 to 64 of a-z, 0-9, _ and -")
+        return name
+
+    async def put_sealed(request: Request) -> JSONResponse:
+        name = sealed_name(request)
+        value = (await read_json_object(request)).get("value")
+        if not isinstance(value, str) or len(value) > MAX_TEXT:
+            return error(400, f"value must be a string of at most {MAX_TEXT} characters")
+        await run_in_threadpool(db.put_sealed, name, sealer.seal(value))
+        return JSONResponse({"name": name}, status_code=201)
+
+    async def get_sealed(request: Request) -> JSONResponse:
+        name = sealed_name(request)
+        token = await run_in_threadpool(db.get_sealed, name)
+        if token is None:
+            return error(404, "no such value")
+        try:
+            value, key = sealer.open(token)
+        except InvalidToken:
+            # sealed with a key this app no longer has (retired before its data was re-encrypted)
+            return error(500, "no key opens this value")
+        return JSONResponse({"name": name, "value": value, "key": key})
+
     async def echo(websocket: WebSocket) -> None:
         await websocket.accept()
         try:
@@ -154,6 +186,12 @@ def create_app(settings: Settings, static_dir: Path = STATIC_DIR) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette):
         log.info("release %s starting (database: %s)", settings.release, db.engine)
+        if sealer is not None and sealer.previous is not None:
+            try:
+                count = await run_in_threadpool(db.reseal, sealer)
+                log.info("sealed values re-encrypted with the current ENCRYPTION_KEY: %d", count)
+            except Exception as exc:  # noqa: BLE001 - the app serves; the next start tries again
+                log.warning("re-encryption failed: %s", redact(f"{type(exc).__name__}: {exc}", secrets))
         yield
         cache.close()
 
@@ -166,6 +204,8 @@ def create_app(settings: Settings, static_dir: Path = STATIC_DIR) -> Starlette:
         Route("/api/me", me),
         Route("/api/notes", add_note, methods=["POST"]),
         Route("/api/notes", list_notes, methods=["GET"]),
+        Route("/api/sealed/{name}", put_sealed, methods=["PUT"]),
+        Route("/api/sealed/{name}", get_sealed, methods=["GET"]),
         WebSocketRoute("/ws/echo", echo),
         # nginx serves /static/ itself in production; this keeps the app whole without it.
         Mount("/static", StaticFiles(directory=static_dir, check_dir=False), name="static"),

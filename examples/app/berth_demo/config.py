@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 REQUIRED = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "JWT_SECRET")
-SECRETS = ("SECRET_KEY", "JWT_SECRET", "JWT_SECRET_PREVIOUS")
+SECRETS = ("SECRET_KEY", "JWT_SECRET", "JWT_SECRET_PREVIOUS", "ENCRYPTION_KEY", "ENCRYPTION_KEY_PREVIOUS")
 MIN_SECRET_LENGTH = 32
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -34,9 +34,13 @@ class Settings:
     jwt_secret_previous: str | None
     log_level: str
     release: str
+    # what /api/sealed encrypts with (berth_demo.sealed); without it, that API answers 503
+    encryption_key: str | None = None
+    encryption_key_previous: str | None = None
 
     def secret_values(self) -> set[str]:
-        values = {self.secret_key, self.jwt_secret, self.jwt_secret_previous}
+        values = {self.secret_key, self.jwt_secret, self.jwt_secret_previous, self.encryption_key,
+                  self.encryption_key_previous}
         values |= url_passwords(self.database_url) | url_passwords(self.redis_url)
         return {value for value in values if value}
 
@@ -71,6 +75,8 @@ def load_settings(environ=None) -> Settings:
         jwt_secret=get("JWT_SECRET"),
         jwt_secret_previous=get("JWT_SECRET_PREVIOUS"),
         log_level=log_level,
+        encryption_key=get("ENCRYPTION_KEY"),
+        encryption_key_previous=get("ENCRYPTION_KEY_PREVIOUS"),
         release=get("APP_RELEASE") or "dev",
     )
 

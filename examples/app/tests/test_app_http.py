@@ -5,6 +5,7 @@ import time
 
 import jwt
 import pytest
+from berth_demo.db import Database
 from demo_support import JWT_SECRET, JWT_SECRET_OLD, PG_PASSWORD, REDIS_PASSWORD, RELEASE, free_port
 
 
@@ -181,3 +182,32 @@ def test_unknown_path_is_json_404(make_client, sqlite_url):
     response = make_client(sqlite_url).get("/nope")
     assert response.status_code == 404
     assert response.json() == {"error": "Not Found"}
+
+
+KEY_OLD, KEY_NEW = "o" * 43, "n" * 43
+
+
+def test_sealed_values_survive_a_key_rotation_and_its_retirement(make_client, migrated_url):
+    old = make_client(migrated_url, ENCRYPTION_KEY=KEY_OLD)
+    assert old.put("/api/sealed/card", json={"value": "4111 1111"}).status_code == 201
+    assert old.get("/api/sealed/card").json() == {"name": "card", "value": "4111 1111", "key": "current"}
+    token = Database(migrated_url).get_sealed("card")
+    assert "4111" not in token
+    # rotated (berth keeps the old key as ENCRYPTION_KEY_PREVIOUS): the app re-encrypts at start-up
+    rotated = make_client(migrated_url, ENCRYPTION_KEY=KEY_NEW, ENCRYPTION_KEY_PREVIOUS=KEY_OLD)
+    assert rotated.get("/api/sealed/card").json() == {"name": "card", "value": "4111 1111", "key": "current"}
+    assert Database(migrated_url).get_sealed("card") != token
+    # retired: the new key alone reads it
+    retired = make_client(migrated_url, ENCRYPTION_KEY=KEY_NEW)
+    assert retired.get("/api/sealed/card").json()["value"] == "4111 1111"
+    # a value of a key retired before its re-encryption is lost: the app says so
+    Database(migrated_url).put_sealed("lost", token)
+    assert retired.get("/api/sealed/lost").status_code == 500
+
+
+def test_sealed_values_need_a_key_and_a_name(make_client, migrated_url):
+    assert make_client(migrated_url).get("/api/sealed/card").status_code == 503
+    client = make_client(migrated_url, ENCRYPTION_KEY=KEY_OLD)
+    assert client.get("/api/sealed/no-such").status_code == 404
+    assert client.put("/api/sealed/Bad%20Name", json={"value": "x"}).status_code == 400
+    assert client.put("/api/sealed/card", json={"value": 3}).status_code == 400
