@@ -1,9 +1,10 @@
 """The full stack under load (stack-postgresql, whose rotation covers the database password too):
-a redeploy, a rotation of the database and Redis passwords and the JWT key, and the end of the
-overlap, each under a steady request stream over HTTPS that must see no failed request; the
-rotation and the end of the overlap by site.yml runs limited to `--tags secrets`. That a whole site.yml after all this changes
-nothing is Molecule's idempotence step, which stack-postgresql runs after verify. Runs after
-stack_tests.py's checks, which issue the token used here."""
+a redeploy, a rotation of the database and Redis passwords, the JWT key and the encryption key
+(site.yml --tags secrets), then the overlap ended at once and the encryption key retired
+(rotate-secrets.yml --tags secrets), each under a steady request stream over HTTPS that must see
+no failed request. That a whole site.yml after all this changes nothing is Molecule's idempotence
+step, which stack-postgresql runs after verify. Runs after stack_tests.py's checks, which issue
+the token used here."""
 
 import json
 import os
@@ -50,12 +51,26 @@ def test_redeploy_under_load(host, site, ephemeral_dir):
     assert json.loads(web.get(**site, path="/api/version")[2])["release"] == before
 
 
-ROTATED = ("DATABASE_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET")
+ROTATED = ("DATABASE_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET", "ENCRYPTION_KEY")
+SEALED = "card", {"value": "4111 1111 1111 1111"}
+
+
+def sealed(site):
+    status, _, body = web.get(**site, path=f"/api/sealed/{SEALED[0]}")
+    return status, json.loads(body)
+
+
+def put_sealed(site):
+    status, _, _ = web.get(**site, path=f"/api/sealed/{SEALED[0]}", method="PUT",
+                           headers={"Content-Type": "application/json"}, body=json.dumps(SEALED[1]))
+    return status
 
 
 def test_rotation_by_a_secrets_only_run_under_load(host, site):
     # site.yml limited to the secrets: the fan-out (playbooks/secrets-apply.yml) gives
     # PostgreSQL and Redis the new passwords, then restarts the app onto them
+    # a value the app encrypts at rest with ENCRYPTION_KEY (examples/app: berth_demo/sealed.py)
+    assert put_sealed(site) == 201
     before = host.file(f"/etc/berth/{APP}/secrets.env").content_string
     pid = host.check_output(f"systemctl show -p MainPID --value {APP}.service")
     with load(site, state["old_token"]) as loop:
@@ -72,6 +87,8 @@ def test_rotation_by_a_secrets_only_run_under_load(host, site):
     state["new_token"] = token(site, "after-rotation")
     assert json.loads(me(site, state["new_token"])[2])["key"] == "current"
     assert login_roles(host) == 2
+    # the app re-encrypted it with the new key when it restarted
+    assert sealed(site) == (200, {"name": SEALED[0], **SEALED[1], "key": "current"})
 
 
 def login_roles(host):
@@ -95,4 +112,6 @@ def test_end_of_overlap_under_load(host, site):
     assert me(site, state["old_token"])[0] == 401
     assert me(site, state["new_token"])[0] == 200
     assert web.get(**site, path="/health/ready")[0] == 200
+    # ENCRYPTION_KEY_PREVIOUS retired: the value reads with the new key alone
+    assert sealed(site) == (200, {"name": SEALED[0], **SEALED[1], "key": "current"})
 

@@ -11,6 +11,7 @@ from conftest import ansible_playbook, recap_changed, replace_instance
 from stack_tests import *  # noqa: F401,F403 (pytest collects the imported tests)
 from stack_tests import APP, ROOT, me, notes, playbook, site_yml, token
 from stack_load_tests import *  # noqa: F401,F403
+from stack_load_tests import SEALED, sealed
 
 # The new server: the stack image (Debian 12 with berth's packages unpacked, nothing configured)
 # keeps the suite in its budget; BERTH_RECOVERY_IMAGE=localhost/berth-debian12 recovers onto a
@@ -54,3 +55,4 @@ def test_lost_server_recovered_onto_a_new_one(host, site):
     assert web.get(**site, path="/media/lost.txt")[::2] == (200, upload.encode())
     status, _, body = me(site, issued)   # a token from before the loss: the same keys came back
     assert status == 200, body
+    assert sealed(site) == (200, {"name": SEALED[0], **SEALED[1], "key": "current"})
