@@ -21,8 +21,8 @@ LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 # name: (settings, words the refusal must hold)
 CASES = {
     "database-misspelt": ({"berth_database": "postgres"}, ["berth_database"]),
-    "domain-not-a-name": ({"berth_domains": ["not a domain!"]}, ["tls_domains"]),
-    "domains-empty": ({"berth_domains": []}, ["tls_domains"]),
+    "domain-not-a-name": ({"berth_domains": ["not a domain!"]}, ["berth_domains"]),
+    "domains-empty": ({"berth_domains": []}, ["berth_domains"]),
     "app-name-root": ({"berth_app_name": "root"}, ["berth_app_name", "'root'"]),
     "app-name-system-account": ({"berth_app_name": "daemon"}, ["berth_app_name", "an existing account"]),
     "app-name-uppercase": ({"berth_app_name": "MyApp"}, ["berth_app_name"]),
@@ -41,7 +41,7 @@ CASES = {
     "workers-wrong-type": ({"app_gunicorn_workers": "many"}, ["app_gunicorn_workers"]),
     "keep-one-release": ({"app_keep_releases": 1}, ["app_keep_releases"]),
     "log-level-unknown": ({"app_log_level": "LOUD"}, ["app_log_level"]),
-    "env-name-lowercase": ({"berth_app_environment": {"debug": "1"}}, ["app_environment"]),
+    "env-name-lowercase": ({"berth_app_environment": {"debug": "1"}}, ["berth_app_environment"]),
     "redis-memory-unit": ({"redis_maxmemory": "lots"}, ["redis_maxmemory"]),
     "web-port-out-of-range": ({"firewall_web_ports": [80, 70000]}, ["firewall_web_ports"]),
     "ssh-port-not-the-connected-one": ({"firewall_ssh_port": 2222}, ["firewall_ssh_port"]),
@@ -52,7 +52,7 @@ CASES = {
     "retention-zero": ({"backup_retention_days": 0}, ["backup_retention_days"]),
     "disk-too-small": ({"base_min_free_mb": 100_000_000}, ["base_min_free_mb"]),
     "reboot-time": ({"base_unattended_reboot_time": "25:00"}, ["base_unattended_reboot_time"]),
-    "media-outside-shared": ({"berth_shared_public": {"/media/": "../etc"}}, ["nginx_shared_locations"]),
+    "media-outside-shared": ({"berth_shared_public": {"/media/": "../etc"}}, ["berth_shared_public"]),
     "body-size-unit": ({"nginx_client_max_body_size": "ten megs"}, ["client_max_body_size"]),
     "setting-misspelt": ({"berth_domians": ["app.berth.test"]}, ["berth_domians", "berth_domains"]),
     "role-setting-misspelt": ({"nginx_client_max_bodysize": "20m"}, ["nginx_client_max_body_size"]),
