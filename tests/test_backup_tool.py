@@ -7,6 +7,7 @@ import os
 import pathlib
 import pwd
 import shutil
+import socket
 import sqlite3
 import stat
 import tarfile
@@ -205,3 +206,30 @@ def test_prune_keeps_the_newest_backup_that_passed_its_drill(cfg):
     (newest / bb.DRILL).write_text(json.dumps({"ok": False}))
     assert bb.prune(cfg | {"retention_count": 1}) == []
     assert bb.backups(pathlib.Path(cfg["dir"])) == [passed, newest]
+
+
+def smtp_sink():
+    path = pathlib.Path(__file__).resolve().parent.parent / "molecule" / "smtp_sink.py"
+    sink_spec = importlib.util.spec_from_file_location("smtp_sink", path)
+    module = importlib.util.module_from_spec(sink_spec)
+    sink_spec.loader.exec_module(module)
+    return module
+
+
+def test_an_alert_goes_only_to_a_relay_whose_certificate_verifies(cfg, tmp_path, monkeypatch, capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("SMTP_PASS", "relay-password")
+    relay = {"host": "127.0.0.1", "port": port, "security": "starttls", "user": "berth",
+             "from": "backup@berth.test", "to": "ops@berth.test"}
+    with smtp_sink().Sink("127.0.0.1", port, "berth", "relay-password") as sink:
+        # a CA the system does not know: no login, no mail, a line that says why
+        assert bb.alert({**cfg, "smtp": relay}, "berth-backup.service") is False
+        assert sink.messages == [] and sink.logins == []
+        assert "alert NOT mailed: the certificate of 127.0.0.1 does not verify" in capsys.readouterr().out
+        ca_file = tmp_path / "relay-ca.pem"
+        ca_file.write_text(sink.ca_pem)
+        assert bb.alert({**cfg, "smtp": {**relay, "ca_file": str(ca_file)}}, "berth-backup.service") is True
+        assert sink.logins == [True] and len(sink.messages) == 1
+        assert sink.messages[0].rcpt_tos == ["ops@berth.test"]

@@ -109,6 +109,12 @@ def test_redis(v):
     assert posixpath.dirname(v("redis_socket")) == v("redis_socket_dir")
 
 
+def test_the_alerts_go_through_the_apps_relay(v):
+    for name in ("host", "port", "security", "ca_file", "user", "from"):
+        assert v(f"backup_smtp_{name}") == v(f"berth_smtp_{name}"), name
+    assert v("backup_alert_email") == v("berth_alert_email")
+
+
 def test_the_units_a_restore_stops(v):
     units = v("backup_app_units")
     assert units[:2] == [v("app_service") + ".socket", v("app_service") + ".service"]

@@ -41,6 +41,7 @@ import shutil
 import smtplib
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -494,7 +495,7 @@ def snapshots(cfg: dict) -> None:
             print(f"  {snap['short_id']}  {snap['time'][:19]}  {snap['backup']}  {mark}")
 
 
-def alert(cfg: dict, unit: str) -> None:
+def alert(cfg: dict, unit: str) -> bool | None:
     """OnFailure= of the backup unit: loud in the journal, and by mail when SMTP is set (the
     password comes from the unit's EnvironmentFile, never from this config)."""
     status = {}
@@ -512,15 +513,35 @@ def alert(cfg: dict, unit: str) -> None:
     msg["From"] = smtp.get("from") or smtp["to"]
     msg["To"] = smtp["to"]
     msg.set_content(text)
-    port = int(smtp.get("port", 587))
-    client = smtplib.SMTP_SSL if port == 465 else smtplib.SMTP
-    with client(smtp["host"], port, timeout=30) as server:
-        if port == 587:
-            server.starttls()
+    try:
+        send_mail(smtp, msg)
+    except ssl.SSLCertVerificationError as err:
+        log(f"alert NOT mailed: the certificate of {smtp['host']} does not verify ({err.verify_message});"
+            " give its CA as the SMTP CA file")
+        return False
+    except (OSError, smtplib.SMTPException) as err:
+        log(f"alert NOT mailed: {type(err).__name__}: {err}")
+        return False
+    log(f"alert mailed to {smtp['to']}")
+    return True
+
+
+def send_mail(smtp: dict, msg) -> None:
+    """Through the relay, its certificate verified (the system's CAs, or smtp["ca_file"]): the
+    password goes only to the server it is meant for. security: starttls, tls or none (none only
+    for a relay on the host or a private network, as berth_smtp_security says)."""
+    port, security = int(smtp.get("port", 587)), smtp.get("security", "starttls")
+    context = ssl.create_default_context(cafile=smtp.get("ca_file") or None)
+    if security == "tls":
+        server = smtplib.SMTP_SSL(smtp["host"], port, timeout=30, context=context)
+    else:
+        server = smtplib.SMTP(smtp["host"], port, timeout=30)
+    with server:
+        if security == "starttls":
+            server.starttls(context=context)
         if smtp.get("user"):
             server.login(smtp["user"], os.environ.get("SMTP_PASS", ""))
         server.send_message(msg)
-    log(f"alert mailed to {smtp['to']}")
 
 
 def find(cfg: dict, name: str) -> Path:
