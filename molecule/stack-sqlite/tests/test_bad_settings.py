@@ -54,6 +54,8 @@ CASES = {
     "reboot-time": ({"base_unattended_reboot_time": "25:00"}, ["base_unattended_reboot_time"]),
     "media-outside-shared": ({"berth_shared_public": {"/media/": "../etc"}}, ["berth_shared_public"]),
     "body-size-unit": ({"nginx_client_max_body_size": "ten megs"}, ["client_max_body_size"]),
+    "layout-unknown-path": ({"berth_layout_overrides": {"sockets": "/run/x"}}, ["berth_layout_overrides"]),
+    "layout-relative-path": ({"berth_layout_overrides": {"home": "srv/app"}}, ["berth_layout_overrides"]),
     "setting-misspelt": ({"berth_domians": ["app.berth.test"]}, ["berth_domians", "berth_domains"]),
     "role-setting-misspelt": ({"nginx_client_max_bodysize": "20m"}, ["nginx_client_max_body_size"]),
     # Ansible's key still logs in; the password would be refused by the hardened sshd next time
