@@ -28,13 +28,6 @@ def test_every_shipped_setting_is_read_by_berth():
     assert not known_settings.unknown_settings(shipped, KNOWN, PATTERN)
 
 
-def test_every_role_default_is_known():
-    defaults = set()
-    for path in ROOT.glob("roles/*/defaults/main.yml"):
-        defaults |= settings_in(path)
-    assert defaults <= KNOWN
-
-
 def test_misspelt_names_are_caught_with_a_suggestion():
     unknown = known_settings.unknown_settings(
         {"berth_domians", "nginx_client_max_bodysize", "berth_app_name", "my_own", "app_zzz"}, KNOWN, PATTERN)
