@@ -25,7 +25,7 @@ class ActionModule(ActionBase):
     check mode, where the query does not run.
     """
 
-    _VALID_ARGS = frozenset(("name", "update_cache", "cache_valid_time"))
+    _VALID_ARGS = frozenset(("name", "update_cache", "cache_valid_time", "install_recommends"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -45,7 +45,7 @@ class ActionModule(ActionBase):
                 result.update(changed=False, msg="installed: " + ", ".join(names))
                 return result
         apt_args = {"name": names, "state": "present"}
-        for key in ("update_cache", "cache_valid_time"):
+        for key in ("update_cache", "cache_valid_time", "install_recommends"):
             if key in self._task.args:
                 apt_args[key] = self._task.args[key]
         result.update(self._execute_module(module_name="ansible.builtin.apt", module_args=apt_args,

@@ -25,6 +25,9 @@ options:
   cache_valid_time:
     description: Passed to apt (seconds the lists stay fresh enough).
     type: int
+  install_recommends:
+    description: Passed to apt (false installs the named packages' dependencies only).
+    type: bool
 author: berth
 """
 
