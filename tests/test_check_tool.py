@@ -1,0 +1,125 @@
+"""berth-check's logic without a host: each problem told once when it starts and once when it
+ends, on every channel; a refused delivery kept and tried again; the backup judged by its status
+file. The scenario stack-sqlite breaks the real things (tests/test_alerts.py)."""
+
+import importlib.util
+import json
+import pathlib
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _load(name, path):
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+bc = _load("berth_check", ROOT / "roles" / "monitor" / "files" / "berth-check.py")
+Receiver = _load("http_receiver", ROOT / "molecule" / "http_receiver.py").Receiver
+
+
+@pytest.fixture(name="receiver")
+def webhook_receiver():
+    with Receiver("127.0.0.1") as receiver:
+        receiver.url = f"http://127.0.0.1:{receiver.port}/hook"
+        yield receiver
+
+
+@pytest.fixture(name="cfg")
+def config(tmp_path, receiver):
+    sendmail = tmp_path / "sendmail"
+    # a stand-in for msmtp's sendmail here (the scenario uses the real one): keeps each message
+    sendmail.write_text(f"#!/bin/sh\n[ -e {tmp_path}/refuse ] && {{ echo refused >&2; exit 75; }}\n"
+                        f"cat > $(mktemp -p {tmp_path} mail.XXXXXX)\n")
+    sendmail.chmod(0o755)
+    return {"host": "web1", "state_file": str(tmp_path / "state.json"),
+            "mail": {"to": "ops@berth.test", "sendmail": str(sendmail)},
+            "webhook": {"url": receiver.url}}
+
+
+def run(cfg, found, monkeypatch, now=1000.0):
+    monkeypatch.setattr(bc, "problems_now", lambda cfg, now: dict(found))
+    monkeypatch.setattr(bc.time, "time", lambda: now)
+    return bc.run(cfg)
+
+
+def mails(tmp_path):
+    return sorted(p.read_text().split("Subject: ", 1)[1].split("\n", 1)[0] for p in tmp_path.glob("mail.*"))
+
+
+def test_one_message_when_a_problem_starts_and_one_when_it_ends(cfg, receiver, tmp_path, monkeypatch):
+    run(cfg, {}, monkeypatch)
+    run(cfg, {"health": "answered 502"}, monkeypatch)
+    run(cfg, {"health": "answered 503"}, monkeypatch)   # the same problem, other words: no message
+    run(cfg, {"health": "answered 502", "disk:/": "95% full"}, monkeypatch)
+    run(cfg, {"disk:/": "95% full"}, monkeypatch, now=1600)
+    run(cfg, {"disk:/": "96% full"}, monkeypatch)
+    assert mails(tmp_path) == ["[berth] web1: PROBLEM disk:/", "[berth] web1: PROBLEM health",
+                               "[berth] web1: resolved health"]
+    posts = [body for _, _, body in receiver.requests]
+    assert [(p["event"], p["problem"]) for p in posts] == [
+        ("problem", "health"), ("problem", "disk:/"), ("resolved", "health")]
+    assert "Resolved at" in posts[2]["text"] and "10 minutes" in posts[2]["text"]
+
+
+def test_a_refused_message_is_kept_and_sent_once_later(cfg, receiver, tmp_path, monkeypatch, capsys):
+    (tmp_path / "refuse").touch()
+    receiver.status = 500
+    run(cfg, {"unit:x.service": "x failed"}, monkeypatch)
+    assert mails(tmp_path) == [] and len(receiver.requests) == 1
+    out = capsys.readouterr().out
+    assert "NOT sent (problem unit:x.service by mail), kept for the next run: sendmail exited 75: refused" in out
+    assert "NOT sent (problem unit:x.service by webhook)" in out and "/hook" not in out
+    (tmp_path / "refuse").unlink()
+    receiver.status = 200
+    run(cfg, {"unit:x.service": "x failed"}, monkeypatch)
+    run(cfg, {"unit:x.service": "x failed"}, monkeypatch)
+    assert mails(tmp_path) == ["[berth] web1: PROBLEM unit:x.service"]
+    assert len(receiver.requests) == 2
+    assert json.loads(pathlib.Path(cfg["state_file"]).read_text())["outbox"] == []
+
+
+def test_the_backup_is_judged_by_its_status(tmp_path, monkeypatch):
+    status = tmp_path / "status.json"
+    cfg = {"backup": {"status_file": str(status), "remotes": ["offsite"], "max_age_hours": 26}}
+    monkeypatch.setattr(bc, "is_failed", lambda unit: False)
+    # none yet: a problem once the backup has been set up for longer than the age allowed
+    now = time.time()
+    assert bc.check_backup(cfg, now) == {}
+    now += 30 * 3600
+    assert bc.check_backup(cfg, now) == {
+        "backup": "no backup and restore drill in the 30 hours since the backup was set up",
+        "backup-remote:offsite": "no push to offsite and its drill in the 30 hours since the backup was set up"}
+    status.write_text(json.dumps({"ok": True, "time": now - 3600, "detail": "3 rows",
+                                  "remotes": {"offsite": {"ok": False, "time": now, "detail": "unreachable"}},
+                                  "checks": {"offsite": {"ok": True}}}))
+    assert bc.check_backup(cfg, now) == {"backup-remote:offsite": "the last push to offsite and its drill FAILED: "
+                                                                  "unreachable"}
+    status.write_text(json.dumps({"ok": True, "time": now - 30 * 3600, "remotes": {"offsite": {"ok": True, "time": now}}}))
+    assert bc.check_backup(cfg, now) == {"backup": "the last backup and restore drill is 30 hours old (over 26)"}
+    # a failed unit whose status says nothing new (the dump itself failed) is the backup's problem
+    status.write_text(json.dumps({"ok": True, "time": now, "remotes": {"offsite": {"ok": True, "time": now}}}))
+    monkeypatch.setattr(bc, "is_failed", lambda unit: True)
+    monkeypatch.setattr(bc, "journal_tail", lambda unit: "permission denied")
+    cfg["backup"]["unit"] = "berth-backup-app.service"
+    assert bc.check_backup(cfg, now) == {"backup": "berth-backup-app.service failed: permission denied"}
+
+
+def test_disk_thresholds(tmp_path):
+    assert bc.check_disks({"disk": {"paths": [str(tmp_path)], "max_percent": 100, "max_inodes_percent": 100}}) == {}
+    found = bc.check_disks({"disk": {"paths": [str(tmp_path)], "max_percent": 0, "max_inodes_percent": 0}})
+    assert set(found) == {f"disk:{tmp_path}", f"inodes:{tmp_path}"}
+
+
+def test_a_pending_reboot_names_its_packages(tmp_path):
+    flag = tmp_path / "reboot-required"
+    assert bc.check_reboot({"reboot_flag": str(flag)}) == {}
+    flag.touch()
+    (tmp_path / "reboot-required.pkgs").write_text("linux-image-amd64\nlibc6\nlibc6\n")
+    assert bc.check_reboot({"reboot_flag": str(flag)}) == {
+        "reboot": "a reboot is pending after updates: libc6 linux-image-amd64"}
