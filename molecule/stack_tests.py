@@ -85,7 +85,7 @@ def test_open_to_an_outsider(host, site, port):
     assert outsider.run(f"timeout 5 bash -c '</dev/tcp/{site['ip']}/{port}'").rc == 0
 
 
-@pytest.mark.parametrize("port", [5432, 6379, 8000, 8080, 25, 3306])
+@pytest.mark.parametrize("port", [5432, 6379, 8000, 8080, 25, 3306, 9100])
 def test_closed_to_an_outsider(host, site, port):
     outsider = host.get_host(host_spec(f"{SCENARIO}-outsider"))
     # A listener on the host's own address (PostgreSQL and Redis hold the port on loopback),

@@ -7,7 +7,6 @@ import os
 import pathlib
 import pwd
 import shutil
-import socket
 import sqlite3
 import stat
 import tarfile
@@ -208,28 +207,21 @@ def test_prune_keeps_the_newest_backup_that_passed_its_drill(cfg):
     assert bb.backups(pathlib.Path(cfg["dir"])) == [passed, newest]
 
 
-def smtp_sink():
-    path = pathlib.Path(__file__).resolve().parent.parent / "molecule" / "smtp_sink.py"
-    sink_spec = importlib.util.spec_from_file_location("smtp_sink", path)
-    module = importlib.util.module_from_spec(sink_spec)
-    sink_spec.loader.exec_module(module)
-    return module
-
-
-def test_an_alert_goes_only_to_a_relay_whose_certificate_verifies(cfg, tmp_path, monkeypatch, capsys):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv("SMTP_PASS", "relay-password")
-    relay = {"host": "127.0.0.1", "port": port, "security": "starttls", "user": "berth",
-             "from": "backup@berth.test", "to": "ops@berth.test"}
-    with smtp_sink().Sink("127.0.0.1", port, "berth", "relay-password") as sink:
-        # a CA the system does not know: no login, no mail, a line that says why
-        assert bb.alert({**cfg, "smtp": relay}, "berth-backup.service") is False
-        assert sink.messages == [] and sink.logins == []
-        assert "alert NOT mailed: the certificate of 127.0.0.1 does not verify" in capsys.readouterr().out
-        ca_file = tmp_path / "relay-ca.pem"
-        ca_file.write_text(sink.ca_pem)
-        assert bb.alert({**cfg, "smtp": {**relay, "ca_file": str(ca_file)}}, "berth-backup.service") is True
-        assert sink.logins == [True] and len(sink.messages) == 1
-        assert sink.messages[0].rcpt_tos == ["ops@berth.test"]
+def test_the_dead_mans_switch_gets_start_success_and_fail(cfg, tmp_path, capsys):
+    receivers = pathlib.Path(__file__).resolve().parent.parent / "molecule" / "http_receiver.py"
+    receiver_spec = importlib.util.spec_from_file_location("http_receiver", receivers)
+    module = importlib.util.module_from_spec(receiver_spec)
+    receiver_spec.loader.exec_module(module)
+    with module.Receiver("127.0.0.1") as receiver:
+        ping_file = tmp_path / "ping"
+        ping_file.write_text(f"http://127.0.0.1:{receiver.port}/uuid-1\n")
+        cfg = {**cfg, "ping_file": str(ping_file)}
+        pathlib.Path(cfg["_file"]).write_text(json.dumps(cfg))
+        assert cli(cfg, "ping", "start") == 0 and cli(cfg, "ping", "success") == 0
+        bb.alert(cfg, "berth-backup.service")
+        assert cli(cfg, "ping", "bogus") == 1
+    seen = receiver.paths("/")
+    assert seen == ["/uuid-1/start", "/uuid-1", "/uuid-1/fail"]
+    # a receiver that is gone: logged, and the backup goes on
+    assert cli(cfg, "ping", "start") == 0
+    assert "ping start not received (127.0.0.1)" in capsys.readouterr().out

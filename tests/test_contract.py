@@ -111,8 +111,27 @@ def test_redis(v):
 
 def test_the_alerts_go_through_the_apps_relay(v):
     for name in ("host", "port", "security", "ca_file", "user", "from"):
-        assert v(f"backup_smtp_{name}") == v(f"berth_smtp_{name}"), name
-    assert v("backup_alert_email") == v("berth_alert_email")
+        assert v(f"monitor_smtp_{name}") == v(f"berth_smtp_{name}"), name
+    assert v("monitor_alert_email") == v("berth_alert_email")
+    assert v("monitor_secrets_env_file") == v("app_secrets_env_file")
+
+
+def test_berth_check_judges_the_backup_the_backup_role_runs(v):
+    if v("berth_database") == "external":
+        assert v("monitor_backup_status_file") == "" and v("monitor_backup_unit") == ""
+        return
+    assert v("monitor_backup_status_file") == v("backup_status_file")
+    # the backup role's own names for its units (its vars/main.yml)
+    assert v("monitor_backup_unit") == v("backup_unit") + ".service"
+    assert v("monitor_backup_units") == [v("backup_unit") + ".service", v("backup_unit") + "-check.service"]
+    assert v("backup_on_failure_units") == ["berth-check.service"]
+    assert v("monitor_health_name") == v("nginx_domains")[0]
+
+
+def test_the_node_exporter_is_published_where_it_listens():
+    v = render({"berth_node_exporter": True})
+    assert v("nginx_basic_auth_proxies") == {"/metrics/node": f"http://{v('monitor_node_exporter_address')}/metrics"}
+    assert render({})("nginx_basic_auth_proxies") == {}
 
 
 def test_the_units_a_restore_stops(v):

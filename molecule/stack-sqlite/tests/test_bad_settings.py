@@ -37,6 +37,8 @@ CASES = {
     "external-without-url": ({"berth_database": "external"}, ["berth_external_database_url"]),
     "smtp-port-out-of-range": ({"berth_smtp_port": 70000}, ["berth_smtp_port"]),
     "smtp-security-unknown": ({"berth_smtp_security": "ssl"}, ["berth_smtp_security"]),
+    "alerts-without-relay": ({"berth_smtp_host": ""}, ["berth_alert_email", "berth_smtp_host"]),
+    "webhook-not-a-url": ({"berth_alert_webhook_url": "hooks.berth.test/x"}, ["berth_alert_webhook_url"]),
     "workers-zero": ({"app_gunicorn_workers": 0}, ["app_gunicorn_workers"]),
     "workers-wrong-type": ({"app_gunicorn_workers": "many"}, ["app_gunicorn_workers"]),
     "keep-one-release": ({"app_keep_releases": 1}, ["app_keep_releases"]),

@@ -20,7 +20,8 @@
                                          remote's credentials on stdin (NAME=value lines)
     berth-backup [-c CONFIG] list        local backups (names only)
     berth-backup [-c CONFIG] snapshots   local backups and remote snapshots with their drill results
-    berth-backup [-c CONFIG] alert UNIT  log a failed unit and, when SMTP is set, mail the admin
+    berth-backup [-c CONFIG] alert UNIT  log a failed unit, ping the dead man's switch's /fail (root)
+    berth-backup [-c CONFIG] ping start|success  ping the dead man's switch, if one is set (root)
 
 Each backup is a directory NAME/ holding the dump, manifest.json (row counts per table, taken
 in the same snapshot as the dump) and SHA256SUMS; it is built as .NAME.tmp and renamed, so a
@@ -38,15 +39,14 @@ import hashlib
 import json
 import os
 import shutil
-import smtplib
-import socket
 import sqlite3
-import ssl
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
@@ -495,53 +495,30 @@ def snapshots(cfg: dict) -> None:
             print(f"  {snap['short_id']}  {snap['time'][:19]}  {snap['backup']}  {mark}")
 
 
-def alert(cfg: dict, unit: str) -> bool | None:
-    """OnFailure= of the backup unit: loud in the journal, and by mail when SMTP is set (the
-    password comes from the unit's EnvironmentFile, never from this config)."""
+def alert(cfg: dict, unit: str) -> None:
+    """OnFailure= of the backup's units: loud in the journal and a failure ping; berth-check (also
+    started by OnFailure=) tells the people, once."""
     status = {}
     with contextlib.suppress(OSError, ValueError):
         status = json.loads(Path(cfg["status_file"]).read_text())
-    text = (f"{unit} failed on {socket.getfqdn()}.\nLast drill: {json.dumps(status, sort_keys=True)}\n"
-            f"See: journalctl -u {unit}\n")
-    log(f"ALERT: {unit} failed; last drill: {status.get('detail', 'none')}")
-    smtp = cfg.get("smtp") or {}
-    if not (smtp.get("host") and smtp.get("to")):
-        return
-    from email.message import EmailMessage  # pylint: disable=import-outside-toplevel
-    msg = EmailMessage()
-    msg["Subject"] = f"[berth] backup failed on {socket.getfqdn()}"
-    msg["From"] = smtp.get("from") or smtp["to"]
-    msg["To"] = smtp["to"]
-    msg.set_content(text)
+    log(f"ALERT: {unit} failed; last drill: {status.get('detail', 'none')}; see journalctl -u {unit}")
+    ping(cfg, "fail")
+
+
+def ping(cfg: dict, event: str) -> None:
+    """The dead man's switch (healthchecks.io style): URL/start, URL on success, URL/fail. The URL
+    is in a root-only file (it may hold a token); a ping that fails never fails the backup."""
     try:
-        send_mail(smtp, msg)
-    except ssl.SSLCertVerificationError as err:
-        log(f"alert NOT mailed: the certificate of {smtp['host']} does not verify ({err.verify_message});"
-            " give its CA as the SMTP CA file")
-        return False
-    except (OSError, smtplib.SMTPException) as err:
-        log(f"alert NOT mailed: {type(err).__name__}: {err}")
-        return False
-    log(f"alert mailed to {smtp['to']}")
-    return True
-
-
-def send_mail(smtp: dict, msg) -> None:
-    """Through the relay, its certificate verified (the system's CAs, or smtp["ca_file"]): the
-    password goes only to the server it is meant for. security: starttls, tls or none (none only
-    for a relay on the host or a private network, as berth_smtp_security says)."""
-    port, security = int(smtp.get("port", 587)), smtp.get("security", "starttls")
-    context = ssl.create_default_context(cafile=smtp.get("ca_file") or None)
-    if security == "tls":
-        server = smtplib.SMTP_SSL(smtp["host"], port, timeout=30, context=context)
-    else:
-        server = smtplib.SMTP(smtp["host"], port, timeout=30)
-    with server:
-        if security == "starttls":
-            server.starttls(context=context)
-        if smtp.get("user"):
-            server.login(smtp["user"], os.environ.get("SMTP_PASS", ""))
-        server.send_message(msg)
+        url = Path(cfg.get("ping_file") or "/nonexistent").read_text().strip()
+    except OSError:
+        return
+    url = url.rstrip("/") + {"start": "/start", "success": "", "fail": "/fail"}[event]
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "berth-backup"}),
+                                    timeout=15) as answer:
+            answer.read(1024)
+    except (OSError, ValueError) as err:
+        log(f"ping {event} not received ({urllib.parse.urlsplit(url).hostname}): {getattr(err, 'reason', err)}")
 
 
 def find(cfg: dict, name: str) -> Path:
@@ -601,6 +578,7 @@ COMMANDS = {
     "list": ([], lambda cfg, engine: list_local(cfg)),
     "snapshots": ([], lambda cfg, engine: snapshots(cfg)),
     "alert": (["unit"], lambda cfg, engine, unit: alert(cfg, unit)),
+    "ping": (["event"], lambda cfg, engine, event: ping(cfg, event) if event in ("start", "success") else False),
 }
 
 
@@ -617,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = ENGINES[cfg["engine"]](cfg)
     try:
         return 1 if run(cfg, engine, *args.args) is False else 0
-    except (*FAILURES, smtplib.SMTPException) as err:
+    except FAILURES as err:
         log(f"error: {err}")
         return 1
 

@@ -1,0 +1,191 @@
+"""Alerts that reach a person, on the converged stack: berth-check sends through the host's msmtp
+to the tests' relay (molecule/smtp_sink.py, its certificate verified) and posts to a webhook on
+this machine (molecule/http_receiver.py). Each problem is made for real, must be told exactly
+once by mail and once by webhook, then exactly once more when it is fixed."""
+
+import base64
+import email
+import email.policy
+import json
+
+import pytest
+
+import web_client as web
+from http_receiver import Receiver
+from smtp_sink import Sink
+from stack_tests import ctx, site  # noqa: F401 (fixtures)
+
+APP = "demoapp"
+GATEWAY = "10.88.0.1"
+HOOK_PORT = 2545   # this scenario's (group_vars/berth/scenario.yml)
+CHECK_CONFIG = "/etc/berth/check.json"
+
+
+@pytest.fixture(scope="module")
+def alerts(host):
+    port = int(host.check_output(f"sed -n 's/^SMTP_PORT=//p' /etc/berth/{APP}/app.env"))
+    with Sink(GATEWAY, port, "berth", "test-relay-pass") as sink, Receiver(GATEWAY, HOOK_PORT) as hook:
+        put(host, f"/etc/berth/{APP}/smtp-ca.pem", sink.ca_pem)
+        with open(web.pebble_root(), encoding="ascii") as root:
+            pebble = root.read()
+        put(host, f"/etc/berth/{APP}/site-ca.pem", pebble)
+        # runs from here on are the test's own; what earlier runs found or queued is forgotten
+        assert host.service("berth-check.timer").is_running
+        host.run_test("systemctl stop berth-check.timer")
+        host.run_test("rm -f /var/lib/berth-check/state.json")
+        state = {"sink": sink, "hook": hook, "pebble": pebble, "mails": 0, "posts": 0}
+        yield state
+        host.run("systemctl start berth-check.timer")
+
+
+def put(host, path, text):
+    host.run_test(f"install -m 0644 /dev/stdin {path} <<'EOF'\n{text}EOF")
+
+
+def check(host):
+    """One run of berth-check, as its timer starts it."""
+    result = host.run("systemctl start berth-check.service")
+    assert result.rc == 0, host.run("journalctl -u berth-check -n 30 --no-pager").stdout
+
+
+def told(alerts):
+    """(mail subjects, webhook events) since the last call."""
+    messages = alerts["sink"].messages[alerts["mails"]:]
+    posts = [body for method, path, body in alerts["hook"].requests if method == "POST" and path == "/hook"]
+    new_posts = posts[alerts["posts"]:]
+    alerts["mails"] += len(messages)
+    alerts["posts"] += len(posts) - alerts["posts"]
+    for message in messages:
+        assert message.rcpt_tos == ["ops@berth.test"]
+    subjects = [email.message_from_bytes(m.content, policy=email.policy.default)["Subject"] for m in messages]
+    return subjects, [f"{p['event']} {p['problem']}" for p in new_posts]
+
+
+def expect(host, alerts, event, key):
+    check(host)
+    subject = f"[berth] {host.backend.hostname}: {'PROBLEM' if event == 'problem' else 'resolved'} {key}"
+    assert told(alerts) == ([subject], [f"{event} {key}"])
+    check(host)   # a problem still open (or still resolved) is not told again
+    assert told(alerts) == ([], [])
+
+
+def edit_config(host, change):
+    host.run_test(f"cp -p {CHECK_CONFIG} {CHECK_CONFIG}.orig")
+    host.run_test(f"python3 -c 'import json,sys; p=\"{CHECK_CONFIG}\"; c=json.load(open(p)); "
+                  f"{change}; json.dump(c, open(p, \"w\"))'")
+
+
+def restore_config(host):
+    host.run_test(f"mv {CHECK_CONFIG}.orig {CHECK_CONFIG}")
+
+
+def test_a_healthy_stack_alerts_nobody_and_pings_its_switch(host, alerts):
+    check(host)
+    assert told(alerts) == ([], []), host.check_output("berth-check status")
+    assert alerts["hook"].paths("/ping/check") == ["/ping/check/start", "/ping/check"]
+
+
+def test_the_app_stopped(host, alerts):
+    host.run_test(f"systemctl stop {APP}.socket {APP}.service")
+    try:
+        expect(host, alerts, "problem", "health")
+    finally:
+        host.run_test(f"systemctl start {APP}.socket {APP}.service")
+    expect(host, alerts, "resolved", "health")
+
+
+def test_a_failed_unit(host, alerts):
+    host.run_test("systemd-run --quiet --unit=berth-test-broken --property=Type=oneshot /bin/false")
+    try:
+        expect(host, alerts, "problem", "unit:berth-test-broken.service")
+    finally:
+        host.run("systemctl reset-failed berth-test-broken.service")
+    expect(host, alerts, "resolved", "unit:berth-test-broken.service")
+
+
+def test_a_disk_over_its_threshold(host, alerts):
+    edit_config(host, 'c["disk"]["max_percent"] = 1')
+    try:
+        expect(host, alerts, "problem", "disk:/")
+    finally:
+        restore_config(host)
+    expect(host, alerts, "resolved", "disk:/")
+
+
+def test_a_certificate_near_its_end(host, alerts):
+    # Pebble's certificates last years: a threshold above that makes this one "near its end"
+    edit_config(host, 'c["health"]["cert_warn_days"] = 100000')
+    try:
+        expect(host, alerts, "problem", "certificate")
+    finally:
+        restore_config(host)
+    expect(host, alerts, "resolved", "certificate")
+
+
+def test_a_failed_backup(host, alerts):
+    backups = f"/var/backups/berth/{APP}"
+    host.run_test(f"chmod 0000 {backups}")
+    try:
+        assert host.run(f"systemctl start berth-backup-{APP}.service").rc != 0
+        # OnFailure= started berth-check already; this run finds the problem told
+        expect(host, alerts, "problem", "backup")
+    finally:
+        host.run_test(f"chmod 0700 {backups}")
+    assert host.run(f"systemctl start berth-backup-{APP}.service").rc == 0
+    expect(host, alerts, "resolved", "backup")
+    # the backup's dead man's switch: the failed run, then the good one
+    assert alerts["hook"].paths("/ping/backup") == ["/ping/backup/start", "/ping/backup/fail",
+                                                   "/ping/backup/start", "/ping/backup"]
+
+
+def test_a_relay_with_an_unknown_ca_gets_no_mail(host, alerts):
+    # Pebble's root is no CA of the relay's: msmtp refuses the relay before logging in
+    put(host, f"/etc/berth/{APP}/smtp-ca.pem", alerts["pebble"])
+    host.run_test("touch /run/reboot-required")
+    logins = len(alerts["sink"].logins)
+    try:
+        check(host)
+        assert told(alerts) == ([], ["problem reboot"])
+        assert len(alerts["sink"].logins) == logins   # the password never went out
+        log = host.check_output("journalctl -u berth-check -n 20 --no-pager -o cat")
+        assert "NOT sent (problem reboot by mail), kept for the next run" in log
+        assert "certificate" in log.lower()
+    finally:
+        put(host, f"/etc/berth/{APP}/smtp-ca.pem", alerts["sink"].ca_pem)
+        host.run("rm -f /run/reboot-required")
+    check(host)
+    # the kept alert, once, then the recovery
+    assert told(alerts) == ([f"[berth] {host.backend.hostname}: PROBLEM reboot",
+                             f"[berth] {host.backend.hostname}: resolved reboot"], ["resolved reboot"])
+    assert alerts["sink"].logins[logins:] == [True, True]
+
+
+def test_roots_mail_goes_to_the_alert_address(host, alerts):
+    host.run_test("printf 'Subject: cron says hello\\n\\nfrom cron\\n' | /usr/sbin/sendmail root")
+    assert told(alerts) == (["cron says hello"], [])
+    # unattended-upgrades mails root, so its failures reach the same address
+    assert 'Unattended-Upgrade::Mail "root";' in host.check_output("apt-config dump Unattended-Upgrade::Mail")
+    # msmtp sends and listens nowhere: its SMTP server is masked
+    assert host.check_output("systemctl is-enabled msmtpd.service || true") == "masked"
+    assert not host.socket("tcp://0.0.0.0:25").is_listening
+    assert not host.socket("tcp://127.0.0.1:25").is_listening
+
+
+def test_the_node_exporter_only_behind_basic_auth(host, site):
+    password = host.check_output(f"sed -n 's/^BASIC_AUTH_PASSWORD=//p' /etc/berth/{APP}/secrets.env")
+    assert web.get(**site, path="/metrics/node")[0] == 401
+    status, _, body = web.get(**site, path="/metrics/node", headers={"Authorization": basic("admin", password)})
+    assert status == 200 and b"node_filesystem_avail_bytes" in body
+    assert host.socket("tcp://127.0.0.1:9100").is_listening
+    assert not host.socket("tcp://0.0.0.0:9100").is_listening
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_the_check_runs_sandboxed(host):
+    props = json.loads(host.check_output(
+        "systemctl show berth-check.service -p CapabilityBoundingSet,NoNewPrivileges,ProtectSystem "
+        "| python3 -c 'import json,sys; print(json.dumps(dict(l.rstrip().split(\"=\", 1) for l in sys.stdin)))'"))
+    assert props == {"CapabilityBoundingSet": "", "NoNewPrivileges": "yes", "ProtectSystem": "strict"}
