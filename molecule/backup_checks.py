@@ -6,7 +6,7 @@ DATABASE_URL from the app's environment, and returns the output.
 
 import json
 
-from conftest import ansible_playbook
+from conftest import ansible_playbook, exposure
 
 UNIT = "berth-backup-demoapp"
 CONFIG = "/etc/berth/demoapp-backup.json"
@@ -29,6 +29,22 @@ def run_unit(host):
 def check_timer(host):
     timer = host.service(f"{UNIT}.timer")
     assert timer.is_enabled and timer.is_running
+
+
+def check_sandbox(host):
+    # the units read the database and the secrets: each at most 3.0 (the round trip, the
+    # drill and the failures below prove they still work in it)
+    levels = {unit: exposure(host, unit) for unit in
+              (f"{UNIT}.service", f"{UNIT}-check.service", f"{UNIT}-alert.service")}
+    print(levels)
+    assert all(level <= 3.0 for level in levels.values()), levels
+    # and systemd read every line of them as written (an include once glued two lines together)
+    for unit in (f"{UNIT}.service", f"{UNIT}-check.service"):
+        props = dict(line.split("=", 1) for line in host.check_output(
+            f"systemctl show {unit} -p Nice -p RestrictAddressFamilies").splitlines())
+        assert props["Nice"] == "10", (unit, props)
+        assert set(props["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}, (unit, props)
+    assert host.check_output(f"systemctl show {UNIT}-check.service -p CacheDirectory") == f"CacheDirectory={UNIT}"
 
 
 def check_backup_restore_round_trip(host, run_as, sql):

@@ -146,3 +146,9 @@ def as_app(host, env_file, user, script, stdin):
 def recap_changed(output):
     """The changed= counts of a run's PLAY RECAP, summed over hosts."""
     return sum(int(n) for n in re.findall(r"\bchanged=(\d+)", output.split("PLAY RECAP")[-1]))
+
+
+def exposure(host, unit):
+    """systemd-analyze security's overall exposure of a unit (0 best, 10 worst)."""
+    last = host.check_output(f"systemd-analyze security --no-pager {unit} | tail -n 1")
+    return float(last.split(": ", 1)[1].split()[0])

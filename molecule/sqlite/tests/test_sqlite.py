@@ -30,6 +30,10 @@ def test_timer(host):
     checks.check_timer(host)
 
 
+def test_sandbox(host):
+    checks.check_sandbox(host)
+
+
 def test_backup_restore_round_trip(host):
     checks.check_backup_restore_round_trip(host, "demoapp", sql)
 
