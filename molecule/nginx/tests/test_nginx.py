@@ -16,7 +16,7 @@ import time
 import pytest
 
 import web_client as web
-from conftest import ansible_playbook, container_ip, recap_changed
+from conftest import ansible_playbook, container_ip, exposure, recap_changed
 
 APP = "demoapp"
 DOMAIN = "nginx.berth.test"
@@ -376,6 +376,14 @@ def test_forced_renewal_served_without_restart(host, site):
     print(f"served serial before {before}, after the renewal {after}")
     assert after != before
     assert master_pid(host) == pid, "reloaded, not restarted"
+
+
+@pytest.mark.parametrize("unit", ["nginx.service", "certbot.service"])
+def test_sandboxed(host, unit):
+    # after the renewal above proved certbot, its hook and nginx's reload work in it
+    level = exposure(host, unit)
+    print(f"{unit}: exposure {level}")
+    assert level <= 5.0
 
 
 def test_idle_websocket_survives_70s(idle_websocket):
