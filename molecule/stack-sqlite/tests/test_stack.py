@@ -1,8 +1,13 @@
 """The full stack with SQLite, on Debian 12 and 13: the shared checks of molecule/stack_tests.py
-(the work under load runs in stack-postgresql, whose rotation covers a database password), then a
-layout value moved in the settings."""
+(the work under load runs in stack-postgresql, whose rotation covers a database password), nginx's
+limits on one client, then a layout value moved in the settings."""
 
+import contextlib
 import json
+import socket
+
+import pytest
+import websockets.exceptions
 
 import web_client as web
 from stack_tests import *  # noqa: F401,F403 (pytest collects the imported tests)
@@ -20,3 +25,33 @@ def test_a_moved_socket_moves_every_consumer(host, site):
     assert not host.socket(f"unix:///run/{APP}/{APP}.sock").is_listening
     assert web.get(**site, path="/health/ready")[0] == 200
     assert web.get(**site, path="/api/notes")[0] == 200
+
+
+CONN_LIMIT = 20   # nginx_limit_conn_per_client, group_vars/berth/scenario.yml
+
+
+def test_a_slow_client_is_cut_off_while_others_are_served(site):
+    with socket.create_connection((site["ip"], 443), timeout=10) as raw, \
+            site["context"].wrap_socket(raw, server_hostname=site["name"]) as slow:
+        # headers that never end (slowloris)
+        slow.sendall(f"GET /health/ready HTTP/1.1\r\nHost: {site['name']}\r\n".encode())
+        assert web.get(**site, path="/health/ready")[0] == 200
+        # nginx's own default would hold it for 60 s: this fails unless the 10 s cut it off
+        slow.settimeout(30)
+        answer = slow.recv(1024)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
+
+
+def test_one_client_has_a_limited_number_of_requests_in_progress(site):
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(web.websocket(site["ip"], site["context"], site["name"]))
+                   for _ in range(CONN_LIMIT)]
+        sockets[-1].send("the last one allowed")
+        assert sockets[-1].recv(timeout=10) == "the last one allowed"
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            web.websocket(site["ip"], site["context"], site["name"]).close()
+        assert refused.value.response.status_code == 429
+    # closed, they no longer count
+    with web.websocket(site["ip"], site["context"], site["name"]) as ws:
+        ws.send("again")
+        assert ws.recv(timeout=10) == "again"
