@@ -146,8 +146,14 @@ def test_release_is_read_only_for_the_app(host):
     assert not host.file(f"{release}/.berth/wheelhouse").exists
     assert host.file(f"{release}/berth_demo/app.py").user == "root"
     assert host.run(f"runuser -u {APP} -- touch {release}/berth_demo/x.py").rc != 0
-    # nginx (www-data) reads the static files through `current`
+    # nginx (www-data) reads the static files through `current`, and nothing else of the release
     assert host.run(f"runuser -u www-data -- cat {HOME}/current/static/index.html").rc == 0
+    for account in ("www-data", "nobody"):
+        assert host.run(f"runuser -u {account} -- cat {release}/berth_demo/app.py").rc != 0
+        assert host.run(f"runuser -u {account} -- ls {release}/venv").rc != 0
+    assert host.run(f"runuser -u {APP} -- cat {release}/berth_demo/app.py").rc == 0
+    # pip and the build ran as the unprivileged build account, not as root
+    assert host.file(f"{release}/.berth/built-by").content_string == f"{APP}-build\n"
 
 
 def test_service_runs_as_the_app_with_its_settings(host):
