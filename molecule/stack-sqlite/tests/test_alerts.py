@@ -103,23 +103,19 @@ def test_a_failed_unit(host, alerts):
     expect(host, alerts, "resolved", "unit:berth-test-broken.service")
 
 
-def test_a_disk_over_its_threshold(host, alerts):
-    edit_config(host, 'c["disk"]["max_percent"] = 1')
-    try:
-        expect(host, alerts, "problem", "disk:/")
-    finally:
-        restore_config(host)
-    expect(host, alerts, "resolved", "disk:/")
-
-
-def test_a_certificate_near_its_end(host, alerts):
+@pytest.mark.parametrize("change,key", [
+    # a disk threshold under the current use
+    ('c["disk"]["max_percent"] = 1', "disk:/"),
     # Pebble's certificates last years: a threshold above that makes this one "near its end"
-    edit_config(host, 'c["health"]["cert_warn_days"] = 100000')
+    ('c["health"]["cert_warn_days"] = 100000', "certificate"),
+])
+def test_a_threshold_crossed(host, alerts, change, key):
+    edit_config(host, change)
     try:
-        expect(host, alerts, "problem", "certificate")
+        expect(host, alerts, "problem", key)
     finally:
         restore_config(host)
-    expect(host, alerts, "resolved", "certificate")
+    expect(host, alerts, "resolved", key)
 
 
 def test_a_failed_backup(host, alerts):
