@@ -5,7 +5,7 @@ import re
 import pytest
 
 import backup_checks as checks
-from conftest import ansible_playbook, as_app, host_spec, recap_changed
+from conftest import ansible_playbook, as_app, exposure, host_spec, recap_changed
 
 ENV = "/etc/berth/demoapp/secrets.env"
 
@@ -77,6 +77,11 @@ def test_timer(host):
 
 def test_sandbox(host):
     checks.check_sandbox(host)
+    # the server itself, which every test here uses
+    unit = f"postgresql@{host.check_output('ls /etc/postgresql')}-main.service"
+    level = exposure(host, unit)
+    print(f"{unit}: exposure {level}")
+    assert level <= 5.0
 
 
 def test_backup_restore_round_trip(host):
