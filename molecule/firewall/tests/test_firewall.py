@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import testinfra
 
-from conftest import ansible_playbook, host_spec, recap_changed
+from conftest import ansible_playbook, exposure, host_spec, recap_changed
 
 OUTSIDER = "firewall-outsider"
 OUTSIDER_IP = "10.88.0.211"
@@ -319,6 +319,13 @@ def test_jails_running(host):
         assert jail in jails
     assert "_SYSTEMD_UNIT=ssh.service" in host.check_output("fail2ban-client status sshd")
     assert CONTROLLER_IP in host.check_output("fail2ban-client get sshd ignoreip")
+
+
+def test_fail2ban_sandboxed(host):
+    # as far as it still bans: the bans and unbans here run in it
+    level = exposure(host, "fail2ban.service")
+    print(f"fail2ban.service: exposure {level}")
+    assert level <= 5.0
 
 
 @pytest.mark.parametrize("jail,line", [
