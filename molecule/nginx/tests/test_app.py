@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from conftest import ansible_playbook, recap_changed
+from conftest import ansible_playbook, exposure, recap_changed
 
 APP = "demoapp"
 HOME = f"/srv/{APP}"
@@ -174,10 +174,9 @@ def test_service_runs_as_the_app_with_its_settings(host):
 
 @pytest.mark.parametrize("unit", UNITS)
 def test_exposure_at_most_2(host, unit):
-    out = host.check_output(f"systemd-analyze security --no-pager {unit}")
-    exposure = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out).group(1))
-    print(f"systemd-analyze security {unit}: {exposure}")
-    assert exposure <= 2.0, out
+    level = exposure(host, unit)
+    print(f"systemd-analyze security {unit}: {level}")
+    assert level <= 2.0
 
 
 def test_app_writes_its_data_and_nothing_else(host):
