@@ -85,6 +85,13 @@ def test_open_to_an_outsider(host, site, port):
     assert outsider.run(f"timeout 5 bash -c '</dev/tcp/{site['ip']}/{port}'").rc == 0
 
 
+def test_redis_on_its_socket_only(host):
+    # the app's REDIS_URL is the socket; the readiness check above went through it
+    assert host.socket(f"unix:///run/redis-{APP}/redis-server.sock").is_listening
+    assert not host.socket("tcp://127.0.0.1:6379").is_listening
+    assert not host.socket("tcp://::1:6379").is_listening
+
+
 @pytest.mark.parametrize("port", [5432, 6379, 8000, 8080, 25, 3306, 9100])
 def test_closed_to_an_outsider(host, site, port):
     outsider = host.get_host(host_spec(f"{SCENARIO}-outsider"))
