@@ -168,6 +168,8 @@ def test_service_runs_as_the_app_with_its_settings(host):
     assert env["BERTH_TEST_VALUE"] == 'a "quoted" \\path $HOME and spaces'
     assert env["DATABASE_URL"] == f"sqlite:////srv/{APP}/data/{APP}.sqlite3"
     assert env["REDIS_URL"].startswith(f"unix://{APP}:")
+    # nginx's secret, in the same file, is not the app's
+    assert "JWT_SECRET" in env and "BASIC_AUTH_PASSWORD" not in env
     f = host.file(APP_ENV)
     assert (f.user, f.group, f.mode) == ("root", APP, 0o640)
 
