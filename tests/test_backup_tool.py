@@ -13,6 +13,7 @@ import tarfile
 import time
 
 import pytest
+from http_receiver import Receiver
 
 TOOL = pathlib.Path(__file__).resolve().parent.parent / "roles/backup/files/berth-backup.py"
 spec = importlib.util.spec_from_file_location("berth_backup", TOOL)
@@ -208,11 +209,7 @@ def test_prune_keeps_the_newest_backup_that_passed_its_drill(cfg):
 
 
 def test_the_dead_mans_switch_gets_start_success_and_fail(cfg, tmp_path, capsys):
-    receivers = pathlib.Path(__file__).resolve().parent.parent / "molecule" / "http_receiver.py"
-    receiver_spec = importlib.util.spec_from_file_location("http_receiver", receivers)
-    module = importlib.util.module_from_spec(receiver_spec)
-    receiver_spec.loader.exec_module(module)
-    with module.Receiver("127.0.0.1") as receiver:
+    with Receiver("127.0.0.1") as receiver:
         ping_file = tmp_path / "ping"
         ping_file.write_text(f"http://127.0.0.1:{receiver.port}/uuid-1\n")
         cfg = {**cfg, "ping_file": str(ping_file)}

@@ -8,19 +8,12 @@ import pathlib
 import time
 
 import pytest
+from http_receiver import Receiver
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def _load(name, path):
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
-bc = _load("berth_check", ROOT / "roles" / "monitor" / "files" / "berth-check.py")
-Receiver = _load("http_receiver", ROOT / "molecule" / "http_receiver.py").Receiver
+spec = importlib.util.spec_from_file_location("berth_check", ROOT / "roles" / "monitor" / "files" / "berth-check.py")
+bc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bc)
 
 
 @pytest.fixture(name="receiver")
