@@ -6,11 +6,11 @@ once by mail and once by webhook, then exactly once more when it is fixed."""
 import base64
 import email
 import email.policy
-import json
 
 import pytest
 
 import web_client as web
+from conftest import exposure
 from http_receiver import Receiver
 from smtp_sink import Sink
 from stack_tests import ctx, site  # noqa: F401 (fixtures)
@@ -181,7 +181,7 @@ def basic(user, password):
 
 
 def test_the_check_runs_sandboxed(host):
-    props = json.loads(host.check_output(
-        "systemctl show berth-check.service -p CapabilityBoundingSet,NoNewPrivileges,ProtectSystem "
-        "| python3 -c 'import json,sys; print(json.dumps(dict(l.rstrip().split(\"=\", 1) for l in sys.stdin)))'"))
-    assert props == {"CapabilityBoundingSet": "", "NoNewPrivileges": "yes", "ProtectSystem": "strict"}
+    # the runs above (mail through msmtp, the webhook, the journal) worked in it
+    level = exposure(host, "berth-check.service")
+    print(f"berth-check.service: exposure {level}")
+    assert level <= 3.0
