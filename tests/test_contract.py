@@ -34,7 +34,12 @@ def render(settings):
 
 SETTINGS = {
     "defaults": {},
-    "another name, postgresql": {"berth_app_name": "shop", "berth_database": "postgresql"},
+    "another name, postgresql, remotes": {
+        "berth_app_name": "shop", "berth_database": "postgresql", "backup_recovery_password_secret": "RECOVERY",
+        "backup_remotes": [{"name": "s3", "type": "s3", "endpoint": "https://s3.example", "bucket": "b",
+                            "access_key_id_secret": "S3_KEY_ID", "secret_access_key_secret": "S3_SECRET"},
+                           {"name": "rest", "type": "rest", "url": "https://rest.example/shop",
+                            "user": "shop", "password_secret": "REST_PASS"}]},
     "external database, media": {"berth_app_name": "my_app", "berth_database": "external",
                                  "berth_external_database_url": "postgresql://u:p@db/x",
                                  "berth_shared_public": {"/media/": "media"}},
@@ -74,7 +79,9 @@ def test_the_home_and_its_parts(v):
 
 
 def test_the_secrets_file(v):
-    assert v("app_secrets_env_file") == v("backup_secrets_env_file") == v("secrets_env_file")
+    assert v("backup_secrets_env_file") == v("secrets_env_file") == v("monitor_secrets_env_file")
+    assert posixpath.dirname(v("app_secrets_env_file")) == v("secrets_dir")
+    assert v("app_secrets_env_file") != v("secrets_env_file")
     assert posixpath.dirname(v("secrets_env_file")) == v("secrets_dir") == v("app_settings_dir")
 
 
@@ -113,7 +120,6 @@ def test_the_alerts_go_through_the_apps_relay(v):
     for name in ("host", "port", "security", "ca_file", "user", "from"):
         assert v(f"monitor_smtp_{name}") == v(f"berth_smtp_{name}"), name
     assert v("monitor_alert_email") == v("berth_alert_email")
-    assert v("monitor_secrets_env_file") == v("app_secrets_env_file")
 
 
 def test_berth_check_judges_the_backup_the_backup_role_runs(v):
@@ -156,3 +162,15 @@ def test_every_required_input_is_assigned_by_the_contract():
         specs = load(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]
         required = {name for name, spec in specs["main"]["options"].items() if spec.get("required")}
         assert required <= contract, f"{role}: not assigned by the contract: {sorted(required - contract)}"
+
+
+def test_the_app_reads_none_of_nginx_s_and_the_backup_s_secrets(v):
+    views = v("secrets_views")
+    assert [view["path"] for view in views] == [v("app_secrets_env_file")]
+    assert views[0]["group"] == v("app_user")
+    others = {v("nginx_basic_auth_password_secret"), v("backup_restic_password_secret")}
+    others |= {value for remote in v("backup_remotes") for key, value in remote.items() if key.endswith("_secret")}
+    others |= {v("backup_recovery_password_secret")} - {""}
+    assert set(views[0]["withhold"]) == others
+    declared = {d["name"] for d in v("secrets_definitions") + v("secrets_extra_definitions")}
+    assert {"JWT_SECRET", "DATABASE_PASSWORD", "REDIS_PASSWORD"} <= declared - others

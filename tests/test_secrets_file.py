@@ -6,7 +6,7 @@ import re
 import pytest
 
 from ansible_collections.berth.stack.plugins.module_utils.secrets_file import (
-    SecretsError, generate, parse, plan, render, secret_id)
+    SecretsError, changed_between, generate, parse, plan, render, secret_id, view)
 
 DAY = 86400
 DEFS = [
@@ -199,3 +199,22 @@ def test_an_encryption_key_is_kept_until_retired():
 def test_retiring_what_is_no_generated_secret_is_refused(name):
     with pytest.raises(SecretsError, match=f"cannot retire {name}_PREVIOUS"):
         run(retire=[name])
+
+
+def test_a_view_withholds_names_and_their_previous_values():
+    text, _ = run(provided={"SMTP_PASS": "relay-password"})
+    rotated, _ = run(text, provided={"SMTP_PASS": "relay-password"}, rotate=["JWT_SECRET"], now=2000)
+    app = view(rotated, ["JWT_SECRET"])
+    values, kept_rotations = parse(app)
+    assert set(values) == {"SECRET_KEY", "SMTP_PASS"} and kept_rotations == {}
+    assert values == {n: v for n, v in parse(rotated)[0].items() if n in values}
+    assert app.startswith("# Managed by berth") and "JWT_SECRET" not in app
+
+
+def test_what_changed_in_a_view():
+    text, _ = run()
+    rotated, _ = run(text, rotate=["JWT_SECRET"], now=2000, make=lambda nbytes, enc: "r" * nbytes)
+    assert changed_between(view(text, ["JWT_SECRET"]), view(rotated, ["JWT_SECRET"])) == []
+    assert changed_between(view(text, []), view(rotated, [])) == ["JWT_SECRET", "JWT_SECRET_PREVIOUS"]
+    assert changed_between("", view(text, [])) == ["JWT_SECRET", "SECRET_KEY"]
+    assert changed_between("not an env file", view(text, ["SECRET_KEY"])) == ["JWT_SECRET"]

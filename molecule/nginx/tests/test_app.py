@@ -168,8 +168,11 @@ def test_service_runs_as_the_app_with_its_settings(host):
     assert env["BERTH_TEST_VALUE"] == 'a "quoted" \\path $HOME and spaces'
     assert env["DATABASE_URL"] == f"sqlite:////srv/{APP}/data/{APP}.sqlite3"
     assert env["REDIS_URL"].startswith(f"unix://{APP}:")
-    # nginx's secret, in the same file, is not the app's
-    assert "JWT_SECRET" in env and "BASIC_AUTH_PASSWORD" not in env
+    # the app's view of the secrets: nginx's and the backup's passwords are not the app's
+    assert "JWT_SECRET" in env and "BASIC_AUTH_PASSWORD" not in env and "RESTIC_PASSWORD" not in env
+    assert host.run(f"runuser -u {APP} -- cat /etc/berth/{APP}/secrets.env").rc != 0
+    view = host.run(f"runuser -u {APP} -- cat /etc/berth/{APP}/app-secrets.env")
+    assert view.rc == 0 and "JWT_SECRET=" in view.stdout and "BASIC_AUTH_PASSWORD" not in view.stdout
     f = host.file(APP_ENV)
     assert (f.user, f.group, f.mode) == ("root", APP, 0o640)
 

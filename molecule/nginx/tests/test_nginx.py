@@ -231,6 +231,19 @@ def test_basic_auth(host, site):
     assert status == 200 and "release" in json.loads(body), "the right password is let through"
 
 
+def test_basic_auth_rotation_leaves_the_app_alone(host, site):
+    def authorization():
+        return "Basic " + base64.b64encode(f"admin:{basic_auth_password(host)}".encode()).decode()
+    old, app_pid = authorization(), host.check_output(f"systemctl show -p MainPID --value {APP}")
+    code, out = ansible_playbook("converge.yml", "--tags", "secrets", "-e", "rotate_secrets=BASIC_AUTH_PASSWORD")
+    assert code == 0, out[-3000:]
+    new = authorization()
+    assert new != old
+    assert web.get(**site, path="/api/version", headers={"Authorization": new})[0] == 200
+    assert web.get(**site, path="/api/version", headers={"Authorization": old})[0] == 401
+    assert host.check_output(f"systemctl show -p MainPID --value {APP}") == app_pid, "the app was not restarted"
+
+
 # --- a renamed site --------------------------------------------------------------------------
 
 def enabled_sites(host):

@@ -11,6 +11,7 @@ import pytest
 from conftest import ansible_playbook, recap_changed
 
 ENV_FILE = "/etc/berth/demoapp/secrets.env"
+APP_VIEW = "/etc/berth/demoapp/app-secrets.env"
 GENERATED = ["SECRET_KEY", "JWT_SECRET", "JWT_REFRESH_SECRET", "COOKIE_SECRET",
              "ENCRYPTION_KEY", "DATABASE_PASSWORD", "REDIS_PASSWORD"]
 SMTP_PASS = 'Sm7p "pa$$ word" `x` \\ end'   # what group_vars/berth.yml encrypts
@@ -19,10 +20,10 @@ outputs = []
 seen_values = set()
 
 
-def environment(host):
+def environment(host, path=ENV_FILE):
     """The file as systemd reads it for a service: the contract with the app."""
     out = host.check_output(
-        f"systemd-run --quiet --pipe --wait -p EnvironmentFile={ENV_FILE} /usr/bin/env -0")
+        f"systemd-run --quiet --pipe --wait -p EnvironmentFile={path} /usr/bin/env -0")
     env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
     secret_names = GENERATED + [n + "_PREVIOUS" for n in GENERATED] + ["SMTP_PASS", "REDIS_URL"]
     seen_values.update(env[n] for n in secret_names if n in env)
@@ -41,13 +42,24 @@ def digest(host):
     return host.check_output(f"sha256sum {ENV_FILE}").split()[0]
 
 
-def test_file_is_root_owned_and_readable_by_the_app_group_only(host):
+def test_file_is_root_s_and_the_app_reads_its_view_only(host):
     f = host.file(ENV_FILE)
-    assert (f.user, f.group, f.mode) == ("root", "demoapp", 0o640)
+    assert (f.user, f.group, f.mode) == ("root", "root", 0o600)
     d = host.file(os.path.dirname(ENV_FILE))
     assert (d.user, d.group, d.mode) == ("root", "demoapp", 0o750)
-    assert host.run(f"runuser -u demoapp -- cat {ENV_FILE}").rc == 0
-    assert host.run(f"runuser -u nobody -- cat {ENV_FILE}").rc != 0
+    view = host.file(APP_VIEW)
+    assert (view.user, view.group, view.mode) == ("root", "demoapp", 0o640)
+    assert host.run(f"runuser -u demoapp -- cat {ENV_FILE}").rc != 0
+    assert host.run(f"runuser -u demoapp -- cat {APP_VIEW}").rc == 0
+    assert host.run(f"runuser -u nobody -- cat {APP_VIEW}").rc != 0
+
+
+def test_the_app_s_view_is_every_value_but_nginx_s_and_the_backup_s(host):
+    everything, app = environment(host), environment(host, APP_VIEW)
+    names = set(host.check_output(f"sed -n 's/^\\([A-Z_]*\\)=.*/\\1/p' {ENV_FILE}").split())
+    withheld = {"BASIC_AUTH_PASSWORD", "RESTIC_PASSWORD"}
+    assert withheld <= names and not withheld & set(app)
+    assert {n: app[n] for n in names - withheld} == {n: everything[n] for n in names - withheld}
 
 
 def test_systemd_reads_every_value(host):
@@ -171,7 +183,8 @@ def test_import_replaces_other_secrets_only_when_forced(host, ephemeral_dir):
     assert digest(host) == before
     kept = host.check_output(f"ls {ENV_FILE}.*~").split()
     assert [host.check_output(f"sha256sum {path}").split()[0] for path in kept] == [rotated]
-    assert host.check_output(f"stat -c %a {kept[0]}") == "640"
+    assert host.check_output(f"stat -c %a {kept[0]}") == "600"
+    assert environment(host, APP_VIEW)["JWT_SECRET"] == environment(host)["JWT_SECRET"], "the view follows"
 
 
 def test_no_value_appears_in_any_output(host, ephemeral_dir):

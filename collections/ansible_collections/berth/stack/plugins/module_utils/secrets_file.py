@@ -27,6 +27,10 @@ HEADER = (
     "# Managed by berth (secrets role): generated, rotated and expired by re-running the playbook.\n"
     "# Do not edit. Rotate with: ansible-playbook site.yml -e rotate_secrets=NAME[,NAME...]|all\n"
 )
+VIEW_HEADER = (
+    "# Managed by berth (secrets role): a copy of some of the values in the secrets file, the ones\n"
+    "# this file's readers use. Do not edit: it is rewritten from the secrets file at each run.\n"
+)
 
 
 def secret_id(value: str) -> str:
@@ -107,6 +111,25 @@ def render(values: dict[str, str], rotated: dict[str, int]) -> str:
     lines += [f"# berth-rotated {name} {rotated[name]}\n" for name in sorted(rotated)]
     lines += [f"{name}={_quote(values[name])}\n" for name in sorted(values)]
     return "".join(lines)
+
+
+def view(text: str, withhold: list[str]) -> str:
+    """A consumer's view of the file: every value but the withheld names and their
+    NAME_PREVIOUS (no rotation lines: only the secrets file's keeper reads those)."""
+    values, _ = parse(text)
+    kept = {n for n in values if n not in withhold and n.removesuffix(PREVIOUS) not in withhold}
+    return VIEW_HEADER + render({n: values[n] for n in kept}, {}).removeprefix(HEADER)
+
+
+def changed_between(old_text: str, new_text: str) -> list[str]:
+    """Names whose value differs between two versions of a file (added and removed ones too);
+    an old version that is not NAME=value lines counts as empty (it is replaced)."""
+    try:
+        old, _ = parse(old_text)
+    except SecretsError:
+        old = {}
+    new, _ = parse(new_text)
+    return sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
 
 
 def check_definitions(definitions: list[dict]) -> None:

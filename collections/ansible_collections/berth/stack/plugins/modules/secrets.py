@@ -69,6 +69,18 @@ options:
     description: Values derived from secrets, NAME to a template whose {SECRET} fields are URL-quoted.
     type: dict
     default: {}
+  views:
+    description:
+      - Files that each give one reader the values it uses, the file's values but the withheld
+        names and their NAME_PREVIOUS, rewritten after the file, only when they must change.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: The view's path., type: path, required: true}
+      group: {description: Its group (its reader's)., type: str, required: true}
+      mode: {description: Its mode; nothing for other users is accepted., type: str, default: "0640"}
+      withhold: {description: Names left out., type: list, elements: str, default: []}
 author: berth
 """
 
@@ -90,6 +102,7 @@ changed_names: {description: Every name whose value changed (no values)., type: 
 generated: {description: Secrets created on this run., type: list, returned: always}
 rotated: {description: Secrets rotated on this run., type: list, returned: always}
 expired: {description: NAME_PREVIOUS values removed on this run (expired or retired)., type: list, returned: always}
+views: {description: Per view path, the names whose value in it changed (no values)., type: dict, returned: always}
 """
 
 import grp
@@ -99,7 +112,7 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.berth.stack.plugins.module_utils.secrets_file import SecretsError, plan
+from ansible_collections.berth.stack.plugins.module_utils.secrets_file import SecretsError, changed_between, plan, view
 
 
 def _write_atomically(path, text, uid, gid, mode):
@@ -124,6 +137,45 @@ def _write_atomically(path, text, uid, gid, mode):
         raise
 
 
+def _read(path):
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _ids(module, owner, group):
+    try:
+        return pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
+    except KeyError as missing:
+        # a first run's preflight comes before the user exists: nothing to compare yet
+        if not module.check_mode:
+            module.fail_json(msg=f"secrets: no such user or group: {missing}")
+        return -1, -1
+
+
+def _mode(module, text):
+    mode = int(text, 8)
+    if mode & 0o007:
+        module.fail_json(msg=f"mode {text} gives other users access to secrets")
+    return mode
+
+
+def _keep(module, path, old_text, new_text, owner, group, mode):
+    """Writes path when its content, owner or mode must change; returns whether it did."""
+    uid, gid = _ids(module, owner, group)
+    st = os.stat(path) if os.path.exists(path) else None
+    content_changed = new_text != old_text
+    changed = content_changed or st is None or (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (uid, gid, mode)
+    if changed and not module.check_mode:
+        if content_changed or st is None:
+            _write_atomically(path, new_text, uid, gid, mode)
+        else:
+            os.chown(path, uid, gid)
+            os.chmod(path, mode)
+    return changed
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -138,47 +190,35 @@ def main():
             "force": {"type": "bool", "default": False},
             "overlap": {"type": "int", "default": 604800},
             "derived": {"type": "dict", "default": {}},
+            "views": {"type": "list", "elements": "dict", "default": [], "options": {
+                "path": {"type": "path", "required": True},
+                "group": {"type": "str", "required": True},
+                "mode": {"type": "str", "default": "0640"},
+                "withhold": {"type": "list", "elements": "str", "default": []},
+            }},
         },
         supports_check_mode=True,
     )
     p = module.params
     path = p["path"]
-    mode = int(p["mode"], 8)
-    if mode & 0o007:
-        module.fail_json(msg=f"mode {p['mode']} gives other users access to secrets")
-
-    text = ""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+    mode = _mode(module, p["mode"])
+    text = _read(path)
     provided = {k: "" if v is None else str(v) for k, v in p["provided"].items()}
     try:
         new_text, report = plan(
             text, p["secrets"], provided, p["rotate"], p["overlap"], int(time.time()), p["derived"],
             retire=p["retire"], force=p["force"])
+        views = [(v, _read(v["path"]), view(new_text, v["withhold"])) for v in p["views"]]
+        view_changes = {v["path"]: changed_between(old, new) for v, old, new in views}
     except SecretsError as err:
         module.fail_json(msg=f"secrets: {err}")
 
     changed_names = sorted(set(sum(report.values(), [])))
-    try:
-        uid = pwd.getpwnam(p["owner"]).pw_uid
-        gid = grp.getgrnam(p["group"]).gr_gid
-    except KeyError as missing:
-        # a first run's preflight comes before the user exists: nothing to compare yet
-        if not module.check_mode:
-            module.fail_json(msg=f"secrets: no such user or group: {missing}")
-        uid = gid = -1
-    content_changed = new_text != text
-    st = os.stat(path) if os.path.exists(path) else None
-    attrs_changed = st is None or (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (uid, gid, mode)
-    changed = content_changed or attrs_changed
-    if changed and not module.check_mode:
-        if content_changed:
-            _write_atomically(path, new_text, uid, gid, mode)
-        else:
-            os.chown(path, uid, gid)
-            os.chmod(path, mode)
-    module.exit_json(changed=changed, changed_names=changed_names, **report)
+    # the secrets file first: a view is rewritten from it, at this run or the next
+    changed = _keep(module, path, text, new_text, p["owner"], p["group"], mode)
+    for v, old, new in views:
+        changed |= _keep(module, v["path"], old, new, p["owner"], v["group"], _mode(module, v["mode"]))
+    module.exit_json(changed=changed, changed_names=changed_names, views=view_changes, **report)
 
 
 if __name__ == "__main__":
