@@ -5,13 +5,16 @@ limits on one client, then a layout value moved in the settings."""
 import contextlib
 import json
 import socket
+import threading
+import time
 
 import pytest
 import websockets.exceptions
 
 import web_client as web
 from stack_tests import *  # noqa: F401,F403 (pytest collects the imported tests)
-from stack_tests import APP, site_yml
+from conftest import recap_changed
+from stack_tests import APP, playbook, site_yml
 
 
 def test_a_moved_socket_moves_every_consumer(host, site):
@@ -55,3 +58,44 @@ def test_one_client_has_a_limited_number_of_requests_in_progress(site):
     with web.websocket(site["ip"], site["context"], site["name"]) as ws:
         ws.send("again")
         assert ws.recv(timeout=10) == "again"
+
+
+def test_maintenance_mode_under_load(host, site):
+    seen, errors, stop = [], [], threading.Event()
+
+    def steady():
+        while not stop.is_set():
+            try:
+                status, headers, body = web.get(**site, path="/api/notes")
+                seen.append((status, headers.get("Retry-After"), b"Down for maintenance" in body))
+            except OSError as err:
+                errors.append(err)
+            time.sleep(0.1)
+
+    code, out = playbook("maintenance.yml", host, "-e", "state=maybe")
+    assert code != 0 and "-e state=on or -e state=off" in out, out[-2000:]
+    stream = threading.Thread(target=steady, daemon=True)
+    stream.start()
+    try:
+        time.sleep(1)
+        code, out = playbook("maintenance.yml", host, "-e", "state=on")
+        assert code == 0, out[-3000:]
+        status, headers, body = web.get(**site, path="/api/notes")
+        assert (status, headers.get("Retry-After")) == (503, "300") and b"Down for maintenance" in body
+        assert "Strict-Transport-Security" in headers, "the site's own headers too"
+        status, headers, _ = web.get(**site, path="/health/ready")
+        assert status == 200 and "Retry-After" not in headers, "the health checks still answer"
+        assert recap_changed(playbook("maintenance.yml", host, "-e", "state=on")[1]) == 0
+        time.sleep(1)
+        code, out = playbook("maintenance.yml", host, "-e", "state=off")
+        assert code == 0, out[-3000:]
+        status, headers, _ = web.get(**site, path="/api/notes")
+        assert status == 200 and "Retry-After" not in headers
+        time.sleep(1)
+    finally:
+        stop.set()
+        stream.join(timeout=30)
+    assert errors == []
+    assert {answer[0] for answer in seen} == {200, 503}, "served, closed, served again"
+    assert all(answer == (503, "300", True) for answer in seen if answer[0] != 200), seen
+    assert seen[0][0] == seen[-1][0] == 200
