@@ -8,6 +8,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -74,6 +75,16 @@ def test_https_with_pebble_certificate_and_http2(site, pebble_root):
         with h2.wrap_socket(raw, server_hostname=DOMAIN) as tls:
             assert tls.selected_alpn_protocol() == "h2"
             assert tls.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_no_configuration_offers_tls_before_1_2(host):
+    # nginx's whole configuration as it loads it, Debian's http-level default in nginx.conf
+    # included: a server block naming no protocols of its own inherits that one
+    config = host.check_output("nginx -T 2>/dev/null")
+    protocols = re.findall(r"^\s*ssl_protocols\s+([^;]*);", config, re.M)
+    assert len(protocols) >= 2, protocols
+    for line in protocols:
+        assert set(line.split()) <= {"TLSv1.2", "TLSv1.3"}, line
 
 
 def test_certificate_files(host):
