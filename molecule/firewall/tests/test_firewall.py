@@ -321,6 +321,12 @@ def test_jails_running(host):
     assert CONTROLLER_IP in host.check_output("fail2ban-client get sshd ignoreip")
 
 
+def test_jails_configured_in_jail_local(host):
+    # fail2ban's own file for a host's settings (never a package's); berth's former file is gone
+    assert "banaction = nftables" in host.file("/etc/fail2ban/jail.local").content_string
+    assert not host.file("/etc/fail2ban/jail.d/berth.local").exists
+
+
 def test_fail2ban_sandboxed(host):
     # as far as it still bans: the bans and unbans here run in it
     level = exposure(host, "fail2ban.service")
