@@ -76,7 +76,7 @@ def test_journald_limits_in_effect(host):
     "maxauthtries 6",
     "x11forwarding no",
     "allowtcpforwarding no",
-    "maxsessions 4",
+    "maxsessions 2",
     "loglevel VERBOSE",
     "compression no",
     "tcpkeepalive no",
