@@ -147,3 +147,12 @@ def test_audit_tools(host, pkg):
 
 def test_login_banner(host):
     assert "Authorised access only" in host.check_output("cat /etc/issue.net")
+
+
+@pytest.mark.parametrize("module", ["usb-storage", "uas", "firewire-core", "firewire-ohci", "firewire-sbp2"])
+def test_storage_modules_never_load(host, module):
+    conf = host.file("/etc/modprobe.d/berth-storage.conf").content_string
+    assert f"install {module} /bin/false" in conf.splitlines()
+    if host.exists("modprobe"):   # kmod: a real host has it, the test images do not
+        # what modprobe would run for the module: /bin/false, not an insmod
+        assert host.check_output(f"modprobe -n -v {module}").split() == ["install", "/bin/false"]
