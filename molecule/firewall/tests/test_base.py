@@ -156,3 +156,10 @@ def test_storage_modules_never_load(host, module):
     if host.exists("modprobe"):   # kmod: a real host has it, the test images do not
         # what modprobe would run for the module: /bin/false, not an insmod
         assert host.check_output(f"modprobe -n -v {module}").split() == ["install", "/bin/false"]
+
+
+def test_systemd_coredump_keeps_none(host):
+    # the configuration as systemd-coredump reads it, drop-ins included
+    config = host.check_output("systemd-analyze cat-config systemd/coredump.conf").splitlines()
+    assert "Storage=none" in config
+    assert "ProcessSizeMax=0" in config
