@@ -158,6 +158,22 @@ def test_storage_modules_never_load(host, module):
         assert host.check_output(f"modprobe -n -v {module}").split() == ["install", "/bin/false"]
 
 
+def test_new_account_gets_password_ageing_and_umask(host):
+    host.check_output("useradd -m -s /bin/sh berth-login-probe")
+    try:
+        ageing = host.check_output("chage -l berth-login-probe")
+        assert re.search(r"^Minimum number of days between password change\s*:\s*1$", ageing, re.M), ageing
+        assert re.search(r"^Maximum number of days between password change\s*:\s*365$", ageing, re.M), ageing
+        if host.system_info.release.split(".")[0] == "12":
+            # Debian 12's PAM has no pam_umask: UMASK gives the new home its mode
+            assert host.file("/home/berth-login-probe").mode == 0o750
+        else:
+            # pam_umask at login; nobody's group is not its own, so 027 as written
+            assert host.check_output("su -s /bin/sh -c umask nobody") == "0027"
+    finally:
+        host.run("userdel -r berth-login-probe")
+
+
 def test_systemd_coredump_keeps_none(host):
     # the configuration as systemd-coredump reads it, drop-ins included
     config = host.check_output("systemd-analyze cat-config systemd/coredump.conf").splitlines()
