@@ -174,6 +174,20 @@ def test_new_account_gets_password_ageing_and_umask(host):
         host.run("userdel -r berth-login-probe")
 
 
+def test_weak_password_refused(host):
+    # a person changing their own password: passwdqc refuses one of a single character class
+    # (pam_unix's own check takes it: 10 letters), takes a passphrase
+    user = "berth-qc-probe"
+    host.check_output(f"useradd -M -s /bin/sh {user} && echo '{user}:Orig-Pass-4-Probe!' | chpasswd"
+                      f" && chage -m 0 {user}")   # ageing's minimum would refuse any change today
+    change = "printf '%s\\n' 'Orig-Pass-4-Probe!' {new} {new} {new} {new} | su -s /bin/sh -c passwd " + user
+    try:
+        assert host.run(change.format(new="qwzkxmvptr")).rc != 0
+        assert host.run(change.format(new="horse-Battery-staple-9-x")).rc == 0
+    finally:
+        host.run(f"userdel -f {user}")   # -f: su's session may still hold a process of it
+
+
 def test_systemd_coredump_keeps_none(host):
     # the configuration as systemd-coredump reads it, drop-ins included
     config = host.check_output("systemd-analyze cat-config systemd/coredump.conf").splitlines()
