@@ -188,6 +188,11 @@ def test_weak_password_refused(host):
         host.run(f"userdel -f {user}")   # -f: su's session may still hold a process of it
 
 
+def test_idle_login_shells_time_out(host):
+    assert host.check_output("bash -l -c 'echo $TMOUT'") == "900"
+    assert host.run("bash -l -c 'unset TMOUT'").rc != 0, "TMOUT is read-only"
+
+
 def test_systemd_coredump_keeps_none(host):
     # the configuration as systemd-coredump reads it, drop-ins included
     config = host.check_output("systemd-analyze cat-config systemd/coredump.conf").splitlines()
