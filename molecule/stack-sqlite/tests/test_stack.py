@@ -2,6 +2,7 @@
 (the work under load runs in stack-postgresql, whose rotation covers a database password), nginx's
 limits on one client, then a layout value moved in the settings."""
 
+import base64
 import contextlib
 import json
 import socket
@@ -13,8 +14,8 @@ import websockets.exceptions
 
 import web_client as web
 from stack_tests import *  # noqa: F401,F403 (pytest collects the imported tests)
-from conftest import recap_changed
-from stack_tests import APP, playbook, site_yml
+from conftest import container_ip, host_spec, recap_changed
+from stack_tests import APP, SCENARIO, playbook, site_yml
 
 
 def test_a_moved_socket_moves_every_consumer(host, site):
@@ -99,3 +100,44 @@ def test_maintenance_mode_under_load(host, site):
     assert {answer[0] for answer in seen} == {200, 503}, "served, closed, served again"
     assert all(answer == (503, "300", True) for answer in seen if answer[0] != 200), seen
     assert seen[0][0] == seen[-1][0] == 200
+
+
+# --- real client addresses: the controller is a trusted proxy (group_vars/berth/scenario.yml) ---
+
+def logged_client(host, marker):
+    """The address the access log gives the request whose query is `marker` (flushed every 5 s)."""
+    for _ in range(40):
+        line = host.run(f"grep -h -- '{marker}' /var/log/nginx/access.log").stdout
+        if line:
+            return line.split()[0]
+        time.sleep(0.25)
+    raise AssertionError(f"no access log line for {marker}")
+
+
+def test_behind_a_trusted_proxy_the_client_is_the_client(host, site):
+    marker = f"trusted-{time.time_ns()}"
+    forwarded = {"X-Forwarded-For": "192.0.2.44, 203.0.113.7"}
+    assert web.get(**site, path=f"/api/notes?{marker}", headers=forwarded)[0] == 200
+    assert logged_client(host, marker) == "203.0.113.7", "the last address that is not a trusted proxy"
+    # the rate limit counts per client: one client's 429s leave another's requests alone
+    def token(client):
+        return web.get(**site, path="/api/token", method="POST", body=json.dumps({"sub": client}),
+                       headers={"Content-Type": "application/json", "X-Forwarded-For": client})[0]
+    assert [token("203.0.113.8") for _ in range(12)][-1] == 429
+    assert token("203.0.113.9") == 200
+
+
+def test_from_anyone_else_the_header_is_ignored(host, site):
+    outsider = host.get_host(host_spec(f"{SCENARIO}-outsider"))
+    marker = f"untrusted-{time.time_ns()}"
+    script = f"""
+import socket, ssl
+tls = ssl._create_unverified_context().wrap_socket(socket.create_connection(("{site['ip']}", 443), 10),
+                                                   server_hostname="{site['name']}")
+tls.sendall(b"GET /api/notes?{marker} HTTP/1.1\\r\\nHost: {site['name']}\\r\\n"
+            b"X-Forwarded-For: 203.0.113.10\\r\\nConnection: close\\r\\n\\r\\n")
+print(tls.recv(64).split()[1].decode())
+"""
+    encoded = base64.b64encode(script.encode()).decode()
+    assert outsider.check_output(f"echo {encoded} | base64 -d | python3 -") == "200"
+    assert logged_client(host, marker) == container_ip(f"{SCENARIO}-outsider")
