@@ -201,7 +201,9 @@ def main():
     )
     p = module.params
     path = p["path"]
+    # every mode checked before anything is written: a refused view leaves no file changed
     mode = _mode(module, p["mode"])
+    view_modes = [_mode(module, v["mode"]) for v in p["views"]]
     text = _read(path)
     provided = {k: "" if v is None else str(v) for k, v in p["provided"].items()}
     try:
@@ -216,8 +218,8 @@ def main():
     changed_names = sorted(set(sum(report.values(), [])))
     # the secrets file first: a view is rewritten from it, at this run or the next
     changed = _keep(module, path, text, new_text, p["owner"], p["group"], mode)
-    for v, old, new in views:
-        changed |= _keep(module, v["path"], old, new, p["owner"], v["group"], _mode(module, v["mode"]))
+    for (v, old, new), view_mode in zip(views, view_modes):
+        changed |= _keep(module, v["path"], old, new, p["owner"], v["group"], view_mode)
     module.exit_json(changed=changed, changed_names=changed_names, views=view_changes, **report)
 
 
