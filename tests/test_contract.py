@@ -140,6 +140,12 @@ def test_the_node_exporter_is_published_where_it_listens():
     assert render({})("nginx_basic_auth_proxies") == {}
 
 
+def test_behind_a_trusted_proxy_fail2ban_bans_into_the_list_nginx_reads():
+    v = render({"nginx_trusted_proxies": ["203.0.113.0/24"]})
+    assert v("firewall_fail2ban_nginx_banlist") == v("nginx_banlist") != ""
+    assert render({})("firewall_fail2ban_nginx_banlist") == render({})("nginx_banlist") == ""
+
+
 def test_the_units_a_restore_stops(v):
     units = v("backup_app_units")
     assert units[:2] == [v("app_service") + ".socket", v("app_service") + ".service"]

@@ -127,6 +127,32 @@ def test_behind_a_trusted_proxy_the_client_is_the_client(host, site):
     assert token("203.0.113.9") == 200
 
 
+def test_fail2ban_bans_the_client_behind_the_proxy_in_nginx(host, site):
+    """The nginx jails ban the client nginx logged; nginx refuses it (the firewall sees the proxy)."""
+    client, other = "203.0.113.20", "203.0.113.21"
+
+    def token(address):
+        return web.get(**site, path="/api/token", method="POST", body=json.dumps({"sub": address}),
+                       headers={"Content-Type": "application/json", "X-Forwarded-For": address})[0]
+
+    seen = []
+    for _ in range(80):   # 429s until the jail has counted maxretry of them, then 403
+        seen.append(token(client))
+        if seen[-1] == 403:
+            break
+        time.sleep(0.25)
+    assert seen[-1] == 403 and 429 in seen, seen
+    assert client in host.check_output("fail2ban-client status nginx-limit-req")
+    assert token(other) == 200, "another client through the same proxy is served"
+    assert web.get(**site, path="/health/live")[0] == 200, "and so is the proxy itself"
+    host.check_output(f"fail2ban-client set nginx-limit-req unbanip {client}")
+    for _ in range(40):   # the unban reloads nginx
+        if web.get(**site, path="/health/live", headers={"X-Forwarded-For": client})[0] == 200:
+            break
+        time.sleep(0.25)
+    assert web.get(**site, path="/health/live", headers={"X-Forwarded-For": client})[0] == 200
+
+
 def test_from_anyone_else_the_header_is_ignored(host, site):
     outsider = host.get_host(host_spec(f"{SCENARIO}-outsider"))
     marker = f"untrusted-{time.time_ns()}"
