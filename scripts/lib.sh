@@ -9,8 +9,9 @@ BERTH_STATE=${BERTH_STATE:-/var/lib/berth-test}
 export BERTH_ROOT BERTH_STATE
 
 # Debian packages the controller needs; checked first so a warm machine skips apt entirely.
+# shellcheck: actionlint checks the examples' run: scripts with it (skipped, silently, without).
 BERTH_APT_PACKAGES=(podman runc mmdebstrap apt-cacher-ng python3-venv openssh-client curl rsync git pebble openssl
-  redis-server postgresql wrk testssl.sh restic rclone)
+  redis-server postgresql wrk testssl.sh restic rclone shellcheck)
 # Where test hosts find the .deb cache: the podman network's gateway, i.e. this machine.
 BERTH_APT_PROXY_HOST=10.88.0.1
 BERTH_APT_PROXY_PORT=3142
