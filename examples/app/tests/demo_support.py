@@ -6,6 +6,8 @@ conftest` could find the wrong one.
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -57,3 +59,18 @@ def app_env(database_url: str, redis_url: str, **overrides) -> dict:
     }
     env.update(overrides)
     return {name: value for name, value in env.items() if value is not None}
+
+
+def assert_no_secrets(*texts) -> None:
+    for text in texts:
+        for secret in (REDIS_PASSWORD, PG_PASSWORD, JWT_SECRET):
+            assert secret not in text
+
+
+def run_migration(module: str, database_url: str | None, app_dir: Path = APP_DIR):
+    """`python -m MODULE` as a deploy runs it: a process with only DATABASE_URL set."""
+    environ = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    if database_url is not None:
+        environ["DATABASE_URL"] = database_url
+    return subprocess.run([sys.executable, "-m", module], cwd=app_dir, env=environ,
+                          capture_output=True, text=True, timeout=60, check=False)

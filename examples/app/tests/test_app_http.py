@@ -1,12 +1,12 @@
 """The HTTP and WebSocket API, through Starlette's TestClient against real Redis and databases."""
 
-import logging
 import time
 
 import jwt
 import pytest
 from berth_demo.db import Database
-from demo_support import JWT_SECRET, JWT_SECRET_OLD, PG_PASSWORD, REDIS_PASSWORD, RELEASE, free_port
+from demo_support import (JWT_SECRET, JWT_SECRET_OLD, PG_PASSWORD, REDIS_PASSWORD, RELEASE, assert_no_secrets,
+                          free_port)
 
 
 def test_live_needs_no_services(make_client, tmp_path):
@@ -28,22 +28,6 @@ def test_ready(make_client, migrated_url, redis_server, redis_form):
     body = response.json()
     assert body["status"] == "ok" and body["failed"] == []
     assert body["checks"] == {"database": "ok", "redis": "ok"}
-
-
-@pytest.fixture
-def app_log():
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    logging.getLogger("berth_demo").addHandler(handler)
-    yield records
-    logging.getLogger("berth_demo").removeHandler(handler)
-
-
-def assert_no_secrets(*texts):
-    for text in texts:
-        for secret in (REDIS_PASSWORD, PG_PASSWORD, JWT_SECRET):
-            assert secret not in text
 
 
 def test_ready_names_redis_when_it_is_down(make_client, migrated_url, app_log):

@@ -1,21 +1,15 @@
 """`python -m berth_demo.migrate` run as a deploy runs it: a process with only DATABASE_URL set."""
 
 import sqlite3
-import subprocess
-import sys
 
 import pytest
-from demo_support import APP_DIR, PG_PASSWORD, free_port
+from demo_support import PG_PASSWORD, free_port, run_migration
 
 from berth_demo.db import Database
 
 
 def migrate(database_url):
-    environ = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-    if database_url is not None:
-        environ["DATABASE_URL"] = database_url
-    return subprocess.run([sys.executable, "-m", "berth_demo.migrate"], cwd=APP_DIR, env=environ,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return run_migration("berth_demo.migrate", database_url)
 
 
 def test_migrate_is_idempotent(database_url):
