@@ -1,12 +1,11 @@
 """The real server, as berth runs it: gunicorn with uvicorn_worker.UvicornWorker on a unix socket."""
 
-import signal
 import subprocess
 import sys
 
 import httpx2 as httpx
-import pytest
 from demo_support import APP_DIR, RELEASE, app_env, wait_for
+from gunicorn_support import stderr_of_failed_start, stop
 from websockets.sync.client import unix_connect
 
 from berth_demo.db import Database
@@ -19,16 +18,6 @@ def gunicorn(environ, sock, *extra):
                "--no-control-socket", "--graceful-timeout", "5", *extra]
     return subprocess.Popen(command, cwd=APP_DIR, env=environ, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
 
 
 def test_gunicorn_serves_over_unix_socket(redis_server, sqlite_url, tmp_path):
@@ -48,7 +37,7 @@ def test_gunicorn_serves_over_unix_socket(redis_server, sqlite_url, tmp_path):
             ws.send("over gunicorn")
             assert ws.recv(timeout=10) == "over gunicorn"
     finally:
-        _, stderr = stop(proc)
+        stderr = stop(proc)
     assert proc.returncode == 0, stderr
     assert "berth_demo: release " + RELEASE + " starting (database: sqlite)" in stderr
 
@@ -57,12 +46,8 @@ def test_gunicorn_stops_on_bad_configuration(redis_server, sqlite_url, tmp_path)
     short = "too-short-jwt-secret"
     proc = gunicorn(app_env(sqlite_url, redis_server.unix_url, JWT_SECRET=short),
                     tmp_path / "app.sock", "--workers", "1")
-    try:
-        _, stderr = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        stop(proc)
-        pytest.fail("gunicorn kept running with a bad configuration")
-    assert proc.returncode != 0
+    stderr = stderr_of_failed_start(proc)
     lines = [line for line in stderr.splitlines() if "berth_demo" in line]
     assert lines == ["berth_demo: configuration error: JWT_SECRET is too short (min 32 characters)"]
     assert short not in stderr
+
