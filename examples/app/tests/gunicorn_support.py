@@ -1,14 +1,18 @@
 """gunicorn as berth runs it, for the example apps' tests (examples/app, examples/wsgi-app).
 
 `serve` starts gunicorn on a listening socket the test holds, as APP.socket holds it under
-systemd (LISTEN_FDS, fd 3), with the role's own gunicorn.conf.py; `stop` is systemd's SIGTERM.
+systemd (LISTEN_FDS, fd 3), with the role's own gunicorn.conf.py; `restart` is what `systemctl
+restart` does to it (SIGTERM to the master, wait for it to exit, start a new one on the same
+socket); `Load` sends a steady stream of requests meanwhile and counts what fails.
 """
 
 import http.client
+import json
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -92,6 +96,104 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
+class Unanswered(ConnectionError):
+    """The connection failed before any byte of an answer came."""
+
+
+class Load:
+    """Client threads sending requests through the socket until stopped.
+
+    `keepalive` threads reuse their connection as nginx does upstream: a request that fails on a
+    reused connection before any byte of an answer is sent again once on a new one (the retry
+    RFC 9112 9.3.1 allows and nginx makes), and counted in `retried`. `fresh` threads open a
+    connection per request and never retry. `requests` is [(method, path, body or None)], sent
+    in turn; any answer but 2xx, or none, is a failure.
+    """
+
+    def __init__(self, sock_path: Path, requests, keepalive: int = 4, fresh: int = 4,
+                 timeout: float = 30, limit: int = 100_000):
+        self.sock_path, self.requests, self.timeout, self.limit = sock_path, requests, timeout, limit
+        self.kinds = ["keepalive"] * keepalive + ["fresh"] * fresh
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.retried = 0
+        self.failures: list[str] = []
+        self.releases: set[str] = set()
+        self.threads = [threading.Thread(target=self.run, args=(kind, n), daemon=True)
+                        for n, kind in enumerate(self.kinds)]
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(self.timeout + 5)
+
+    @staticmethod
+    def send(conn, method, path, body, close):
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if close:
+            headers["Connection"] = "close"
+        try:
+            conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+            response = conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+            raise Unanswered(f"{type(exc).__name__}: {exc}") from exc
+        data = response.read()
+        if response.will_close:
+            conn.close()  # the next request opens a new connection
+        return response.status, data
+
+    def run(self, kind, n):
+        fresh = kind == "fresh"
+        conn = UnixHTTPConnection(self.sock_path, self.timeout)
+        sent = 0
+        while not self.stopping.is_set() and sent < self.limit:
+            method, path, body = self.requests[(n + sent) % len(self.requests)]
+            sent += 1
+            reused = conn.sock is not None  # http.client connects when it has no connection
+            try:
+                try:
+                    status, data = self.send(conn, method, path, body, fresh)
+                except Unanswered:
+                    if not reused:
+                        raise
+                    conn.close()
+                    with self.lock:
+                        self.retried += 1
+                    status, data = self.send(conn, method, path, body, fresh)
+            except (OSError, http.client.HTTPException) as exc:
+                self.fail(f"{kind} {method} {path}: {type(exc).__name__}: {exc}")
+                conn.close()
+                continue
+            finally:
+                if fresh:
+                    conn.close()
+            if not 200 <= status < 300:
+                self.fail(f"{kind} {method} {path}: HTTP {status} {data[:200]!r}")
+                continue
+            with self.lock:
+                self.ok += 1
+                if path == "/health/live":
+                    self.releases.add(json.loads(data)["release"])
+
+    def fail(self, what):
+        with self.lock:
+            self.failures.append(what)
+
+
+def restart(proc: subprocess.Popen, start, timeout: float = 40) -> subprocess.Popen:
+    """`systemctl restart`: stop the master (its workers finish what they accepted), then start a
+    new one; connections made meanwhile wait in the socket's queue. start() -> the new master."""
+    stderr = stop(proc, timeout)
+    assert proc.returncode == 0, stderr[-3000:]
+    return start()
+
+
 def wait_until_serving(sock_path: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -107,3 +209,33 @@ def wait_until_serving(sock_path: Path, timeout: float = 60) -> None:
             conn.close()
         time.sleep(0.1)
 
+
+# What the load sends by default: the contract's endpoints, both health checks, a write, a read.
+CONTRACT_REQUESTS = [("GET", "/health/live", None), ("GET", "/health/ready", None),
+                     ("POST", "/api/notes", {"text": "under load"}), ("GET", "/api/notes", None)]
+
+
+def restarts_under_load(sock_path: Path, start, requests=CONTRACT_REQUESTS, restarts: int = 3,
+                        interval: float = 2.0, **load_args) -> Load:
+    """Starts gunicorn, then restarts it `restarts` times, `interval` seconds apart, under a steady
+    Load; the Load when all is done. start(release) -> a master whose app says APP_RELEASE=release
+    (run-0, run-1 ...): every one must have answered, or the load did not span the restarts."""
+    proc = start("run-0")
+    try:
+        wait_until_serving(sock_path)
+        with Load(sock_path, requests, **load_args) as load:
+            for n in range(1, restarts + 1):
+                time.sleep(interval)
+                proc = restart(proc, lambda n=n: start(f"run-{n}"))
+                # the old master has exited: any answer now is the new one's (on a busy machine
+                # its workers may take longer than the interval to boot)
+                wait_until_serving(sock_path)
+            time.sleep(interval)
+    finally:
+        stderr = stop(proc)
+    assert proc.returncode == 0, stderr[-3000:]
+    print(f"{load.ok} answered, {len(load.failures)} failed, {load.retried} retried on a new connection")
+    expected = {f"run-{n}" for n in range(restarts + 1)}
+    assert load.releases == expected, f"the load did not span every restart: {sorted(load.releases)}"
+    assert load.ok > 100 * restarts, "too few requests to tell"
+    return load

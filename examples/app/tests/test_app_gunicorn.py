@@ -5,7 +5,8 @@ import sys
 
 import httpx2 as httpx
 from demo_support import APP_DIR, RELEASE, app_env, wait_for
-from gunicorn_support import stderr_of_failed_start, stop
+from gunicorn_support import (gunicorn_config, listening_socket, restarts_under_load, serve, stderr_of_failed_start,
+                              stop)
 from websockets.sync.client import unix_connect
 
 from berth_demo.db import Database
@@ -51,3 +52,18 @@ def test_gunicorn_stops_on_bad_configuration(redis_server, sqlite_url, tmp_path)
     assert lines == ["berth_demo: configuration error: JWT_SECRET is too short (min 32 characters)"]
     assert short not in stderr
 
+
+def test_restarts_under_load_fail_no_request(redis_server, sqlite_url, tmp_path):
+    """The role's drain (gunicorn.conf.py) under uvicorn's worker: a restart fails no request."""
+    Database(sqlite_url).migrate()
+    sock_path = tmp_path / "app.sock"
+    config = gunicorn_config(tmp_path / "gunicorn.conf.py")
+    with listening_socket(sock_path) as listener:
+        def start(release):
+            environ = app_env(sqlite_url, redis_server.unix_url, APP_RELEASE=release)
+            return serve(listener, APP_DIR, environ, "berth_demo.main:app", "--worker-class",
+                         "uvicorn_worker.UvicornWorker", "--config", str(config), "--workers", "2",
+                         "--graceful-timeout", "10")
+
+        load = restarts_under_load(sock_path, start)
+    assert load.failures == []

@@ -1,12 +1,13 @@
 """The real server, as berth runs it: gunicorn with a WSGI worker class on the socket systemd
-holds (LISTEN_FDS), with the app role's gunicorn.conf.py."""
+holds (LISTEN_FDS), with the app role's gunicorn.conf.py; and restarts under a steady load."""
 
 import json
 from pathlib import Path
 
+import pytest
 from demo_support import RELEASE, app_env
-from gunicorn_support import (UnixHTTPConnection, gunicorn_config, listening_socket, serve, stderr_of_failed_start,
-                              stop, wait_until_serving)
+from gunicorn_support import (UnixHTTPConnection, gunicorn_config, listening_socket, restarts_under_load, serve,
+                              stderr_of_failed_start, stop, wait_until_serving)
 
 from berth_flask.db import Database
 
@@ -59,3 +60,17 @@ def test_gunicorn_stops_on_bad_configuration(redis_server, sqlite_url, tmp_path)
     assert set(lines) == {"berth_flask: configuration error: JWT_SECRET is too short (min 32 characters)"}
     assert short not in stderr
 
+
+@pytest.mark.parametrize("worker", ["gthread", "sync"])
+def test_restarts_under_load_fail_no_request(redis_server, sqlite_url, tmp_path, worker):
+    """berth's promise for a new release or rotated secrets: a restart fails no request. gunicorn's
+    WSGI workers keep it with no drain of berth's (roles/app's gunicorn.conf.py.j2 says why)."""
+    Database(sqlite_url).migrate()
+    sock_path = tmp_path / "app.sock"
+    with listening_socket(sock_path) as listener:
+        def start(release):
+            environ = app_env(sqlite_url, redis_server.unix_url, APP_RELEASE=release)
+            return gunicorn(listener, environ, tmp_path, worker)
+
+        load = restarts_under_load(sock_path, start)
+    assert load.failures == []
