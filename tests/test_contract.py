@@ -180,3 +180,13 @@ def test_the_app_reads_none_of_nginx_s_and_the_backup_s_secrets(v):
     assert set(views[0]["withhold"]) == others
     declared = {d["name"] for d in v("secrets_definitions") + v("secrets_extra_definitions")}
     assert {"JWT_SECRET", "DATABASE_PASSWORD", "REDIS_PASSWORD"} <= declared - others
+
+
+def test_the_apps_a_run_takes_its_turns_for():
+    assert render({})("berth_app_selection") == [{}], "no berth_apps: the one app of the settings"
+    assert render({"app": "app"})("berth_app_selection") == [{}]
+    assert render({"app": "other"})("berth_app_selection") == []
+    apps = [{"berth_app_name": "site"}, {"berth_app_name": "admin", "berth_domains": ["admin.example"]}]
+    assert render({"berth_apps": apps})("berth_app_selection") == apps
+    assert render({"berth_apps": apps})("berth_app_names") == ["site", "admin"]
+    assert render({"berth_apps": apps, "app": "admin"})("berth_app_selection") == apps[1:]

@@ -35,12 +35,13 @@ def project_texts(roles_dir):
             if name.endswith(TEXT_SUFFIXES):
                 yield read(os.path.join(root, name))
     project = os.path.dirname(os.path.abspath(roles_dir))
-    for sub in ("", "playbooks"):
-        folder = os.path.join(project, sub)
-        if os.path.isdir(folder):
-            for name in sorted(os.listdir(folder)):
-                if name.endswith((".yml", ".yaml")):
-                    yield read(os.path.join(folder, name))
+    for name in sorted(os.listdir(project)):
+        if name.endswith((".yml", ".yaml")):
+            yield read(os.path.join(project, name))
+    for root, _dirs, names in os.walk(os.path.join(project, "playbooks")):
+        for name in sorted(names):
+            if name.endswith((".yml", ".yaml")):
+                yield read(os.path.join(root, name))
     group_vars = os.path.join(project, "group_vars")
     if os.path.isdir(group_vars):
         for root, _dirs, names in os.walk(group_vars):
@@ -70,7 +71,7 @@ def describe(unknown):
 class ActionModule(ActionBase):
     """Refuses variables named like berth's settings that no role or playbook of berth reads."""
 
-    _VALID_ARGS = frozenset(("allow",))
+    _VALID_ARGS = frozenset(("allow", "apps"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -91,4 +92,14 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg=(
                 "berth reads no setting named " + describe(unknown) + ": a misspelt name would be "
                 "ignored silently. Correct it, or list a variable of your own in berth_own_settings."))
+            return result
+        # an app's entry holds berth's settings only: any other name would be ignored
+        apps = self._task.args.get("apps") or []
+        names = {name for app in apps if isinstance(app, dict) for name in app}
+        wrong = {name: close for name, close in unknown_settings(names, known, pattern).items()}
+        wrong.update({name: None for name in sorted(names) if not pattern.fullmatch(str(name))})
+        if wrong:
+            result.update(failed=True, unknown=sorted(wrong), msg=(
+                "berth_apps: berth reads no setting named " + describe(wrong) + ": an app's entry "
+                "holds berth's settings (berth_*, app_*, nginx_*, ...) for that app."))
         return result

@@ -19,6 +19,13 @@ options:
     type: list
     elements: str
     default: []
+  apps:
+    description:
+      - The apps' entries (C(berth_apps)). Each name in an entry must be one of berth's settings
+        that berth reads (an entry holds an app's own settings); any other name fails.
+    type: list
+    elements: dict
+    default: []
 author: berth
 """
 
