@@ -261,16 +261,33 @@ def enabled_sites(host):
     return host.check_output("ls /etc/nginx/sites-enabled").split()
 
 
-def test_renamed_site_replaces_the_old_one(host, site):
-    # Only the site's name changes; the app, its socket and its certificate keep theirs. Both
-    # sites claim default_server: the old one must go for the new one to pass nginx -t.
-    renamed = {"nginx_site_name": "renamed", "nginx_upstream_socket": SOCKET,
-               "nginx_static_dir": f"/srv/{APP}/current/static",
-               "nginx_ssl_certificate": f"/etc/berth/tls/{APP}/fullchain.pem",
-               "nginx_ssl_certificate_key": f"/etc/berth/tls/{APP}/privkey.pem"}
-    code, out = ansible_playbook("converge.yml", "--tags", "nginx", "-e", json.dumps(renamed))
+def another_site(name, kept):
+    """The site under another name (the app, its socket and its certificate keep theirs)."""
+    return {"nginx_site_name": name, "nginx_sites_kept": kept, "nginx_upstream_socket": SOCKET,
+            "nginx_static_dir": f"/srv/{APP}/current/static",
+            "nginx_ssl_certificate": f"/etc/berth/tls/{APP}/fullchain.pem",
+            "nginx_ssl_certificate_key": f"/etc/berth/tls/{APP}/privkey.pem"}
+
+
+def test_a_second_site_kept_beside_the_first(host, site):
+    # another app's site on the same host: both enabled, the host's catch-all shared
+    second = dict(another_site("second", [APP, "second"]), nginx_domains=["second.berth.test"])
+    code, out = ansible_playbook("converge.yml", "--tags", "nginx", "-e", json.dumps(second))
     assert code == 0, out[-3000:]
-    assert enabled_sites(host) == ["renamed.conf"]
+    assert enabled_sites(host) == ["berth-catch-all.conf", f"{APP}.conf", "second.conf"]
+    assert web.get(**site, path="/health/live")[0] == 200
+    conn = web.Conn(site["ip"], site["context"], site["name"])
+    conn.request("GET", "/health/live", headers={"Host": "second.berth.test"})
+    assert conn.getresponse().status == 200, "the second site answers its own name"
+    conn.close()
+
+
+def test_renamed_site_replaces_the_old_one(host, site):
+    # Only the site's name changes; every other site of berth's not kept goes (the second too).
+    code, out = ansible_playbook("converge.yml", "--tags", "nginx",
+                                 "-e", json.dumps(another_site("renamed", [])))
+    assert code == 0, out[-3000:]
+    assert enabled_sites(host) == ["berth-catch-all.conf", "renamed.conf"]
     assert not host.file(SITE_CONF).exists
     assert not host.file(f"/etc/nginx/berth-{APP}.htpasswd").exists
     assert web.get(**site, path="/health/live")[0] == 200
@@ -294,7 +311,7 @@ def test_renamed_back_with_a_changed_domain_list_reissues(host, site):
     assert {("DNS", DOMAIN), ("DNS", www)} <= set(cert["subjectAltName"])
     assert serial(site) != before
     assert web.get(site["ip"], site["context"], "/static/style.css", www)[0] == 200
-    assert enabled_sites(host) == [f"{APP}.conf"]
+    assert enabled_sites(host) == ["berth-catch-all.conf", f"{APP}.conf"]
     assert not host.file("/etc/nginx/sites-available/renamed.conf").exists
     assert not host.file("/etc/nginx/berth-renamed.htpasswd").exists
 
