@@ -96,7 +96,7 @@ class ActionModule(ActionBase):
         # an app's entry holds berth's settings only: any other name would be ignored
         apps = self._task.args.get("apps") or []
         names = {name for app in apps if isinstance(app, dict) for name in app}
-        wrong = {name: close for name, close in unknown_settings(names, known, pattern).items()}
+        wrong = unknown_settings(names, known, pattern)
         wrong.update({name: None for name in sorted(names) if not pattern.fullmatch(str(name))})
         if wrong:
             result.update(failed=True, unknown=sorted(wrong), msg=(
