@@ -87,7 +87,7 @@ def test_open_to_an_outsider(host, site, port):
 
 def test_redis_on_its_socket_only(host):
     # the app's REDIS_URL is the socket; the readiness check above went through it
-    assert host.socket(f"unix:///run/redis-{APP}/redis-server.sock").is_listening
+    assert host.socket(f"unix:///run/redis-berth/redis-server.sock").is_listening
     assert not host.socket("tcp://127.0.0.1:6379").is_listening
     assert not host.socket("tcp://::1:6379").is_listening
 

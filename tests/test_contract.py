@@ -190,3 +190,18 @@ def test_the_apps_a_run_takes_its_turns_for():
     assert render({"berth_apps": apps})("berth_app_selection") == apps
     assert render({"berth_apps": apps})("berth_app_names") == ["site", "admin"]
     assert render({"berth_apps": apps, "app": "admin"})("berth_app_selection") == apps[1:]
+
+
+def test_apps_share_one_redis_each_with_its_own_keys():
+    one = render({})
+    assert one("redis_app_keys") == ["*"] and one("redis_app_channels") == ["*"]
+    assert "REDIS_KEY_PREFIX" not in one("app_environment")
+    apps = [{"berth_app_name": "site"}, {"berth_app_name": "admin"}]
+    # the turn of "admin": its settings above the group's
+    v = render({"berth_apps": apps, "berth_app_name": "admin"})
+    assert v("redis_app_keys") == ["admin:*"] and v("redis_app_channels") == ["admin:*"]
+    assert v("app_environment")["REDIS_KEY_PREFIX"] == "admin:"
+    assert v("redis_kept_users") == ["site", "admin"]
+    # one socket for all: its directory does not follow the app's name
+    assert v("redis_socket") == one("redis_socket") == "/run/redis-berth/redis-server.sock"
+    assert v("redis_app_group") == one("redis_app_group")

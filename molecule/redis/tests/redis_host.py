@@ -12,7 +12,7 @@ OUTSIDER = "redis-outsider"
 
 ENV_FILE = "/etc/berth/demoapp/secrets.env"
 ADMIN_FILE = "/etc/redis/berth-admin.env"
-SOCKET = "/run/redis-demoapp/redis-server.sock"
+SOCKET = "/run/redis-berth/redis-server.sock"
 APP = "demoapp"
 
 # Every password a host held while the tests looked: the last test searches all output for them.

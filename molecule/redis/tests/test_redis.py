@@ -38,10 +38,11 @@ def test_listens_on_loopback_and_the_socket_only(host):
     assert host.socket(f"unix://{SOCKET}").is_listening
 
 
-def test_socket_is_for_the_app_group_only(host):
+def test_socket_is_for_the_apps_group_only(host):
     sock, directory = host.file(SOCKET), host.file(os.path.dirname(SOCKET))
-    assert (sock.user, sock.group, sock.mode) == ("redis", APP, 0o660)
-    assert (directory.user, directory.group, directory.mode) == ("redis", APP, 0o2750)
+    assert (sock.user, sock.group, sock.mode) == ("redis", "redis-clients", 0o660)
+    assert (directory.user, directory.group, directory.mode) == ("redis", "redis-clients", 0o2750)
+    assert "redis-clients" in host.user(APP).groups
     assert app(host, "PING") == "PONG"
     assert "Permission denied" in cli(host, "PING", as_user="nobody")
 

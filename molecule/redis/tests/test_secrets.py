@@ -68,7 +68,7 @@ def test_systemd_reads_every_value(host):
         assert len(env[name]) >= 43, name
     assert len(set(env[n] for n in GENERATED)) == len(GENERATED), "values are distinct"
     assert env["SMTP_PASS"] == SMTP_PASS
-    assert env["REDIS_URL"] == f"unix://demoapp:{env['REDIS_PASSWORD']}@/run/redis-demoapp/redis-server.sock?db=0"
+    assert env["REDIS_URL"] == f"unix://demoapp:{env['REDIS_PASSWORD']}@/run/redis-berth/redis-server.sock?db=0"
     assert not [n for n in env if n.endswith("_PREVIOUS")]
 
 
