@@ -130,3 +130,12 @@ def test_an_apps_settings_are_not_shown(project):
     assert (project / "out" / "site.txt").read_text() == "site s3cret-marker-value\n"
     shown = [line for line in result.stdout.splitlines() if "s3cret-marker-value" in line]
     assert shown == [], shown
+
+
+def test_a_playbook_for_one_apps_data_needs_the_app_named(project):
+    # restore.yml and rollback.yml set berth_app_required
+    result = run(project, APPS, "-e", "berth_app_required=true")
+    assert result.returncode != 0 and "Name the app: -e app=NAME; the apps are site, admin" in result.stdout
+    assert not list((project / "out").glob("*.txt")), "refused before any turn"
+    assert run(project, APPS, "-e", "berth_app_required=true", "-e", "app=site").returncode == 0
+    assert run(project, APPS[:1], "-e", "berth_app_required=true").returncode == 0, "one app: no need"
