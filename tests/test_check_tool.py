@@ -1,10 +1,12 @@
 """berth-check's logic without a host: each problem told once when it starts and once when it
 ends, on every channel; a refused delivery kept and tried again; the backup judged by its status
-file. The scenario stack-sqlite breaks the real things (tests/test_alerts.py)."""
+file; each app of the host checked from its own file, its problems keyed by its name. The
+scenario stack-sqlite breaks the real things (tests/test_alerts.py)."""
 
 import importlib.util
 import json
 import pathlib
+import socket
 import time
 
 import pytest
@@ -116,3 +118,127 @@ def test_a_pending_reboot_names_its_packages(tmp_path):
     (tmp_path / "reboot-required.pkgs").write_text("linux-image-amd64\nlibc6\nlibc6\n")
     assert bc.check_reboot({"reboot_flag": str(flag)}) == {
         "reboot": "a reboot is pending after updates: libc6 linux-image-amd64"}
+
+
+# --- several apps, one file each -------------------------------------------------------------
+
+@pytest.fixture(name="apps")
+def two_apps(cfg, tmp_path, monkeypatch):
+    """shop and blog, each with its site and its backup; the host's own checks find nothing."""
+    apps_dir = tmp_path / "check.d"
+    apps_dir.mkdir()
+    cfg["apps_dir"] = str(apps_dir)
+    for name in ("shop", "blog"):
+        status = tmp_path / name / "backup-status.json"
+        status.parent.mkdir()
+        status.write_text(json.dumps({"ok": True, "time": 1000.0}))
+        (apps_dir / f"{name}.json").write_text(json.dumps({
+            "health": {"name": f"{name}.example"},
+            "backup": {"status_file": str(status), "unit": f"berth-backup-{name}.service", "max_age_hours": 26},
+            "ignore_units": [f"berth-backup-{name}.service"]}))
+    down = set()
+    # the site through TLS is test_an_apps_site_is_keyed_by_its_name's
+    monkeypatch.setattr(bc, "check_health", lambda app: {bc.app_key("health", app): "answered 502"}
+                        if app["health"]["name"] in down else {})
+    for host_check in ("failed_units", "check_disks", "check_reboot"):
+        monkeypatch.setattr(bc, host_check, lambda cfg: {})
+    monkeypatch.setattr(bc, "is_failed", lambda unit: False)
+    monkeypatch.setattr(bc.time, "time", lambda: 1000.0)
+    return {"dir": apps_dir, "down": down}
+
+
+def check(cfg, receiver, tmp_path):
+    """One run: (the mails' subjects, the webhook's events) it sent."""
+    for path in tmp_path.glob("mail.*"):
+        path.rename(path.with_name("told." + path.name))
+    posted = len(receiver.requests)
+    bc.run(cfg)
+    return mails(tmp_path), [f"{body['event']} {body['problem']}" for _, _, body in receiver.requests[posted:]]
+
+
+def test_each_app_s_problem_is_told_once_by_its_name(cfg, apps, receiver, tmp_path):
+    assert check(cfg, receiver, tmp_path) == ([], [])
+    apps["down"].add("shop.example")
+    assert check(cfg, receiver, tmp_path) == (["[berth] web1: PROBLEM health:shop"], ["problem health:shop"])
+    assert check(cfg, receiver, tmp_path) == ([], [])
+    state = json.loads(pathlib.Path(cfg["state_file"]).read_text())
+    assert list(state["problems"]) == ["health:shop"], "blog is healthy"
+    # the runbook's section is the kind of problem, whichever app has it
+    assert "section health\n" in receiver.requests[-1][2]["text"]
+    apps["down"].clear()
+    assert check(cfg, receiver, tmp_path) == (["[berth] web1: resolved health:shop"], ["resolved health:shop"])
+
+
+def test_each_app_s_backup_is_judged_by_its_own_status(cfg, apps, tmp_path):
+    (tmp_path / "blog" / "backup-status.json").write_text(json.dumps(
+        {"ok": False, "time": 1000.0, "detail": "disk full"}))
+    assert bc.problems_now(cfg, 1000.0) == {"backup:blog": "the last backup and restore drill FAILED: disk full"}
+    (tmp_path / "blog" / "backup-status.json").write_text(json.dumps(
+        {"ok": True, "time": 1000.0, "remotes": {"offsite": {"ok": False, "detail": "unreachable"}},
+         "checks": {"offsite": {"ok": False, "detail": "pack damaged"}}}))
+    app = json.loads((apps["dir"] / "blog.json").read_text())
+    app["backup"]["remotes"] = ["offsite"]
+    (apps["dir"] / "blog.json").write_text(json.dumps(app))
+    assert set(bc.problems_now(cfg, 1000.0)) == {"backup-remote:blog:offsite", "backup-check:blog:offsite"}
+    assert {bc.app_of(key) for key in bc.problems_now(cfg, 1000.0)} == {"blog"}
+
+
+def test_failed_units_ignore_every_app_s_backup_units(cfg, apps, monkeypatch):
+    cfg["ignore_units"] = ["systemd-modules-load.service"]
+    seen = []
+    monkeypatch.setattr(bc, "failed_units", lambda cfg: seen.append(cfg["ignore_units"]) or {})
+    bc.problems_now(cfg, 1000.0)
+    assert seen == [["systemd-modules-load.service", "berth-backup-blog.service", "berth-backup-shop.service"]]
+
+
+def test_a_broken_app_file_is_a_problem_and_holds_that_app_s_problems(cfg, apps, receiver, tmp_path):
+    apps["down"].update({"shop.example", "blog.example"})
+    check(cfg, receiver, tmp_path)
+    (apps["dir"] / "blog.json").write_text('{"health": ')
+    (apps["dir"] / "shop.json").write_text('{"health": []}')
+    # not checked, its problem not told resolved: the file's problem is told instead
+    assert check(cfg, receiver, tmp_path) == (
+        ["[berth] web1: PROBLEM config:blog.json", "[berth] web1: PROBLEM config:shop.json"],
+        ["problem config:blog.json", "problem config:shop.json"])
+    problems = json.loads(pathlib.Path(cfg["state_file"]).read_text())["problems"]
+    assert set(problems) == {"health:blog", "health:shop", "config:blog.json", "config:shop.json"}
+    assert problems["config:blog.json"]["detail"].startswith(f"{apps['dir']}/blog.json: JSONDecodeError: ")
+    assert "config:shop.json" in problems and '"health" is not a JSON object' in problems["config:shop.json"]["detail"]
+    # the file mended, its app checked again
+    (apps["dir"] / "blog.json").write_text(json.dumps({"health": {"name": "blog.example"}}))
+    apps["down"].clear()
+    assert check(cfg, receiver, tmp_path) == (
+        ["[berth] web1: resolved config:blog.json", "[berth] web1: resolved health:blog"],
+        ["resolved config:blog.json", "resolved health:blog"])
+
+
+def test_a_removed_app_s_problems_are_resolved(cfg, apps, receiver, tmp_path):
+    apps["down"].update({"shop.example", "blog.example"})
+    check(cfg, receiver, tmp_path)
+    (apps["dir"] / "shop.json").unlink()
+    assert check(cfg, receiver, tmp_path) == (["[berth] web1: resolved health:shop"], ["resolved health:shop"])
+    assert check(cfg, receiver, tmp_path) == ([], [])
+    assert list(json.loads(pathlib.Path(cfg["state_file"]).read_text())["problems"]) == ["health:blog"]
+
+
+def test_an_older_config_is_one_app_with_the_old_keys(tmp_path, monkeypatch):
+    """check.json as the role wrote it for one app, until the role's next run rewrites it."""
+    status = tmp_path / "backup-status.json"
+    status.write_text(json.dumps({"ok": False, "time": 1000.0, "detail": "disk full",
+                                  "remotes": {"offsite": {"ok": False, "time": 1000.0}}}))
+    cfg = {"health": {"name": ""}, "backup": {"status_file": str(status), "remotes": ["offsite"]},
+           "ignore_units": ["berth-backup-app.service"]}
+    for host_check in ("failed_units", "check_disks", "check_reboot"):
+        monkeypatch.setattr(bc, host_check, lambda cfg: {})
+    assert set(bc.problems_now(cfg, 1000.0)) == {"backup", "backup-remote:offsite"}
+    assert bc.app_of("backup") == bc.app_of("backup-remote:offsite") == ""
+    assert bc.app_of("unit:berth-backup-app.service") is None and bc.app_of("disk:/") is None
+
+
+def test_an_app_s_site_is_keyed_by_its_name():
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    found = bc.check_health({"name": "shop", "health": {"name": "shop.example", "port": port}})
+    assert list(found) == ["health:shop"] and "ConnectionRefusedError" in found["health:shop"]
+

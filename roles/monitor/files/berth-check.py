@@ -2,6 +2,9 @@
 """berth-check: the host's periodic checks, each problem told once when it starts and once when
 it is resolved, by mail (the host's sendmail) and by webhook.
 
+CONFIG holds the host's settings; each app's (its site, its backup) is a file APP.json of its
+apps_dir, and that app's problems carry its name (health:APP).
+
     berth-check [-c CONFIG] run     check, tell what changed, deliver what is still owed
     berth-check [-c CONFIG] status  print the problems of the last run (no alert)
 
@@ -32,12 +35,76 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+# --- the apps: one file each --------------------------------------------------------------------
+
+# the checks of one app; their problem keys are KIND:APP[:MORE]
+APP_KINDS = ("health", "certificate", "backup", "backup-remote", "backup-check")
+
+
+def app_key(kind: str, app: dict, *more: str) -> str:
+    """An app's problem key: KIND:APP[:MORE], or KIND[:MORE] for the app of an older check.json."""
+    return ":".join([kind, *([app["name"]] if app.get("name") else []), *more])
+
+
+def app_of(problem: str) -> str | None:
+    """The app a problem key belongs to ("" : an older check.json's), None for the host's."""
+    kind, _, rest = problem.partition(":")
+    if kind not in APP_KINDS:
+        return None
+    if kind in ("health", "certificate", "backup"):
+        return rest
+    app, named, _ = rest.partition(":")   # backup-remote:APP:REMOTE, or backup-remote:REMOTE
+    return app if named else ""
+
+
+def load_apps(cfg: dict) -> tuple[list[dict], dict[str, str]]:
+    """Each app's settings: every APP.json of apps_dir (sorted). A file that does not read is a
+    problem (config:FILE) and its app goes unchecked. An older check.json's own health and backup
+    are an app named "" (its keys unprefixed), until the role rewrites it."""
+    apps, problems = [], {}
+    if cfg.get("health") or cfg.get("backup"):
+        apps.append({"name": "", "health": cfg.get("health"), "backup": cfg.get("backup")})
+    if not cfg.get("apps_dir"):
+        return apps, problems
+    directory = Path(cfg["apps_dir"])
+    try:
+        paths = sorted(p for p in directory.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
+    except FileNotFoundError:
+        return apps, problems
+    except OSError as err:
+        return apps, {f"config:{directory.name}": f"{directory}: {type(err).__name__}: {err}; no app checked"}
+    for path in paths:
+        try:
+            app = json.loads(path.read_text())
+            if not isinstance(app, dict):
+                raise ValueError("not a JSON object")
+            for name, kind in (("health", dict), ("backup", dict), ("ignore_units", list)):
+                if not isinstance(app.get(name, kind()), kind):
+                    raise ValueError(f'"{name}" is not a JSON {"object" if kind is dict else "array"}')
+        except (OSError, ValueError) as err:
+            problems[f"config:{path.name}"] = (f"{path}: {type(err).__name__}: {err}; {path.stem} is not "
+                                               "checked, its open problems stay open")
+            continue
+        apps.append({**app, "name": path.stem})
+    return apps, problems
+
+
+def held(cfg: dict, state: dict, found: dict[str, str]) -> dict[str, str]:
+    """The open problems of the apps whose file does not read (found's config:FILE): kept open,
+    not told resolved, as no check ran."""
+    broken = {problem.split(":", 1)[1] for problem in found if problem.startswith("config:")}
+    every = bool(cfg.get("apps_dir")) and Path(cfg["apps_dir"]).name in broken
+    return {problem: open_["detail"] for problem, open_ in state["problems"].items()
+            if problem not in found and (app := app_of(problem)) is not None
+            and (every or f"{app}.json" in broken)}
+
+
 # --- the checks: each returns {problem key: detail} ------------------------------------------
 
-def check_health(cfg: dict) -> dict[str, str]:
-    """The site through nginx and TLS, as a visitor reaches it: the certificate verified against
-    the system's CAs (or ca_file), the name matched; days left on the served certificate."""
-    health = cfg.get("health") or {}
+def check_health(app: dict) -> dict[str, str]:
+    """The app's site through nginx and TLS, as a visitor reaches it: the certificate verified
+    against the system's CAs (or ca_file), the name matched; days left on the served certificate."""
+    health = app.get("health") or {}
     if not health.get("name"):
         return {}
     name, path = health["name"], health.get("path", "/health/ready")
@@ -54,15 +121,16 @@ def check_health(cfg: dict) -> dict[str, str]:
             head = tls.recv(4096).decode("latin-1").split("\r\n", 1)[0]
         status = head.split(" ")[1] if head.count(" ") >= 1 else "no answer"
         if status != "200":
-            problems["health"] = f"https://{name}{path} answered {head.strip() or 'nothing'}"
+            problems[app_key("health", app)] = f"https://{name}{path} answered {head.strip() or 'nothing'}"
         days = (ssl.cert_time_to_seconds(cert["notAfter"]) - time.time()) / 86400
         if days < health.get("cert_warn_days", 14):
-            problems["certificate"] = (f"the certificate of {name} expires in {days:.1f} days "
-                                       f"({cert['notAfter']}); renewal has not happened")
+            problems[app_key("certificate", app)] = (f"the certificate of {name} expires in {days:.1f} days "
+                                                     f"({cert['notAfter']}); renewal has not happened")
     except ssl.SSLCertVerificationError as err:
-        problems["health"] = f"https://{name}{path}: the certificate does not verify: {err.verify_message}"
+        problems[app_key("health", app)] = (f"https://{name}{path}: the certificate does not verify: "
+                                            f"{err.verify_message}")
     except (OSError, ValueError, IndexError) as err:
-        problems["health"] = f"https://{name}{path}: {type(err).__name__}: {err}"
+        problems[app_key("health", app)] = f"https://{name}{path}: {type(err).__name__}: {err}"
     return problems
 
 
@@ -109,10 +177,10 @@ def check_disks(cfg: dict) -> dict[str, str]:
     return problems
 
 
-def check_backup(cfg: dict, now: float) -> dict[str, str]:
-    """The backup's own units are judged here, not as failed units: one problem for the local
+def check_backup(app: dict, now: float) -> dict[str, str]:
+    """The app's backup units are judged here, not as failed units: one problem for the local
     backup and its drill, one for each remote's push and drill, one for each remote's check."""
-    backup = cfg.get("backup") or {}
+    backup = app.get("backup") or {}
     if not backup.get("status_file"):
         return {}
     max_age = backup.get("max_age_hours", 26) * 3600
@@ -127,26 +195,29 @@ def check_backup(cfg: dict, now: float) -> dict[str, str]:
         since = now
     problems = {}
 
-    def judge(key, result, what):
+    def judge(problem, result, what):
         if not result:
             if now - since > max_age:
-                problems[key] = f"no {what} in the {(now - since) / 3600:.0f} hours since the backup was set up"
+                problems[problem] = (f"no {what} in the {(now - since) / 3600:.0f} hours since the backup "
+                                     "was set up")
         elif not result.get("ok"):
-            problems[key] = f"the last {what} FAILED: {result.get('detail', '')}"
+            problems[problem] = f"the last {what} FAILED: {result.get('detail', '')}"
         elif now - result.get("time", 0) > max_age:
             hours = (now - result.get("time", 0)) / 3600
-            problems[key] = f"the last {what} is {hours:.0f} hours old (over {max_age / 3600:.0f})"
+            problems[problem] = f"the last {what} is {hours:.0f} hours old (over {max_age / 3600:.0f})"
 
-    judge("backup", status if "ok" in status else None, "backup and restore drill")
+    judge(app_key("backup", app), status if "ok" in status else None, "backup and restore drill")
     remotes = status.get("remotes", {})
     for name in backup.get("remotes", []):
-        judge(f"backup-remote:{name}", remotes.get(name), f"push to {name} and its drill")
+        judge(app_key("backup-remote", app, name), remotes.get(name), f"push to {name} and its drill")
     for name, result in status.get("checks", {}).items():
         if name in backup.get("remotes", []) and not result.get("ok"):
-            problems[f"backup-check:{name}"] = f"restic check of {name} FAILED: {result.get('detail', '')}"
+            problems[app_key("backup-check", app, name)] = (f"restic check of {name} FAILED: "
+                                                            f"{result.get('detail', '')}")
     unit = backup.get("unit")
-    if unit and is_failed(unit) and not problems.keys() & {"backup", *(f"backup-remote:{n}" for n in remotes)}:
-        problems["backup"] = f"{unit} failed: {journal_tail(unit)}"
+    told = {app_key("backup", app), *(app_key("backup-remote", app, n) for n in remotes)}
+    if unit and is_failed(unit) and not problems.keys() & told:
+        problems[app_key("backup", app)] = f"{unit} failed: {journal_tail(unit)}"
     return problems
 
 
@@ -166,10 +237,15 @@ def check_reboot(cfg: dict) -> dict[str, str]:
 
 
 def problems_now(cfg: dict, now: float) -> dict[str, str]:
-    found = {}
-    for check in (check_health, failed_units, check_disks, check_reboot):
+    """The host's checks once, each app's for each app."""
+    apps, found = load_apps(cfg)
+    ignore = [*cfg.get("ignore_units", []), *(unit for app in apps for unit in app.get("ignore_units", []))]
+    found.update(failed_units({**cfg, "ignore_units": ignore}))
+    for check in (check_disks, check_reboot):
         found.update(check(cfg))
-    found.update(check_backup(cfg, now))
+    for app in apps:
+        found.update(check_health(app))
+        found.update(check_backup(app, now))
     return found
 
 
@@ -291,6 +367,7 @@ def run(cfg: dict) -> int:
     path = Path(cfg.get("state_file", "/var/lib/berth-check/state.json"))
     state = load_state(path)
     found = problems_now(cfg, now)
+    found.update(held(cfg, state, found))
     for event in transitions(cfg, state, found, now):
         log(f"{event['event'].upper()} {event['key']}: {event['detail']}")
     save_state(path, state)
