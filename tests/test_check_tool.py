@@ -1,7 +1,8 @@
 """berth-check's logic without a host: each problem told once when it starts and once when it
 ends, on every channel; a refused delivery kept and tried again; the backup judged by its status
-file; each app of the host checked from its own file, its problems keyed by its name. The
-scenario stack-sqlite breaks the real things (tests/test_alerts.py)."""
+file; each app of the host checked from its own file, its problems keyed by its name; the role's
+templates read back by the tool. The scenario stack-sqlite breaks the real things
+(tests/test_alerts.py)."""
 
 import importlib.util
 import json
@@ -10,6 +11,8 @@ import socket
 import time
 
 import pytest
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
 from http_receiver import Receiver
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -242,3 +245,38 @@ def test_an_app_s_site_is_keyed_by_its_name():
     found = bc.check_health({"name": "shop", "health": {"name": "shop.example", "port": port}})
     assert list(found) == ["health:shop"] and "ConnectionRefusedError" in found["health:shop"]
 
+
+def test_the_role_s_files_are_what_the_tool_reads(tmp_path):
+    """check.json and check.d/APP.json as the monitor role writes them for an app of berth's (the
+    contract above the role's defaults, as a play sees them)."""
+    loader = DataLoader()
+    variables = {}
+    for part in ("roles/monitor/defaults/main.yml", "group_vars/all.yml"):
+        variables.update(loader.load_from_file(str(ROOT / part), trusted_as_template=True))
+    variables.update({"berth_app_name": "shop", "berth_domains": ["shop.example", "www.shop.example"],
+                      "monitor_ignore_units": ["systemd-modules-load.service"], "inventory_hostname": "web1",
+                      "berth_alert_webhook_url": "https://hooks.example/T0KEN"})
+    variables.update(loader.load_from_file(str(ROOT / "group_vars" / "berth.yml"), trusted_as_template=True))
+    templar = Templar(loader=loader, variables=variables)
+
+    def render(template):
+        text = (ROOT / "roles" / "monitor" / "templates" / "etc" / "berth" / template).read_text()
+        out = templar.template(trust_as_template(text))
+        return json.loads(out) if isinstance(out, str) else out
+
+    cfg = render("check.json.j2")
+    assert cfg["apps_dir"] == "/etc/berth/check.d" == templar.template(trust_as_template("{{ berth_check_dir }}"))
+    assert "health" not in cfg and "backup" not in cfg, "nothing of one app's in the host's file"
+    assert cfg["ignore_units"] == ["systemd-modules-load.service"]
+    assert cfg["webhook"] == {"url": "https://hooks.example/T0KEN"} and cfg["host"] == "web1"
+    apps_dir = tmp_path / "check.d"
+    apps_dir.mkdir()
+    name = templar.template(trust_as_template("{{ monitor_app_name }}.json"))
+    (apps_dir / name).write_text(json.dumps(render("check.d/APP.json.j2")))
+    apps, problems = bc.load_apps({**cfg, "apps_dir": str(apps_dir)})
+    assert problems == {} and [app["name"] for app in apps] == ["shop"]
+    assert apps[0]["health"] == {"name": "shop.example", "path": "/health/ready", "ca_file": "",
+                                 "cert_warn_days": 14}
+    assert apps[0]["backup"] == {"status_file": "/var/lib/berth/shop/backup-status.json",
+                                 "unit": "berth-backup-shop.service", "remotes": [], "max_age_hours": 26}
+    assert apps[0]["ignore_units"] == ["berth-backup-shop.service", "berth-backup-shop-check.service"]

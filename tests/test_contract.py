@@ -134,6 +134,12 @@ def test_berth_check_judges_the_backup_the_backup_role_runs(v):
     assert v("monitor_health_name") == v("nginx_domains")[0]
 
 
+def test_berth_check_has_a_file_for_each_app(v):
+    # an app's removal deletes berth_check_dir/NAME.json, the file its turn wrote
+    assert v("monitor_app_name") == v("berth_app_name")
+    assert v("monitor_check_dir") == v("berth_check_dir") == "/etc/berth/check.d"
+
+
 def test_the_node_exporter_is_published_where_it_listens():
     v = render({"berth_node_exporter": True})
     assert v("nginx_basic_auth_proxies") == {"/metrics/node": f"http://{v('monitor_node_exporter_address')}/metrics"}

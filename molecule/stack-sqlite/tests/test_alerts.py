@@ -6,6 +6,7 @@ once by mail and once by webhook, then exactly once more when it is fixed."""
 import base64
 import email
 import email.policy
+import json
 
 import pytest
 
@@ -18,7 +19,8 @@ from stack_tests import ctx, site  # noqa: F401 (fixtures)
 APP = "demoapp"
 GATEWAY = "10.88.0.1"
 HOOK_PORT = 2545   # this scenario's (group_vars/berth/scenario.yml)
-CHECK_CONFIG = "/etc/berth/check.json"
+CHECK_CONFIG = "/etc/berth/check.json"          # the host's
+APP_CONFIG = f"/etc/berth/check.d/{APP}.json"   # the app's: its site and its backup
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +72,14 @@ def expect(host, alerts, event, key):
     assert told(alerts) == ([], [])
 
 
-def edit_config(host, change):
-    host.run_test(f"cp -p {CHECK_CONFIG} {CHECK_CONFIG}.orig")
-    host.run_test(f"python3 -c 'import json,sys; p=\"{CHECK_CONFIG}\"; c=json.load(open(p)); "
+def edit_config(host, path, change):
+    host.run_test(f"cp -p {path} {path}.orig")
+    host.run_test(f"python3 -c 'import json,sys; p=\"{path}\"; c=json.load(open(p)); "
                   f"{change}; json.dump(c, open(p, \"w\"))'")
 
 
-def restore_config(host):
-    host.run_test(f"mv {CHECK_CONFIG}.orig {CHECK_CONFIG}")
+def restore_config(host, path):
+    host.run_test(f"mv {path}.orig {path}")
 
 
 def test_a_healthy_stack_alerts_nobody_and_pings_its_switch(host, alerts):
@@ -86,13 +88,22 @@ def test_a_healthy_stack_alerts_nobody_and_pings_its_switch(host, alerts):
     assert alerts["hook"].paths("/ping/check") == ["/ping/check/start", "/ping/check"]
 
 
+def test_the_config_is_root_s_alone(host):
+    # the host's may hold the webhook's and the ping's URLs; the app's sits beside the other apps'
+    for path, mode in ((CHECK_CONFIG, 0o600), ("/etc/berth/check.d", 0o700), (APP_CONFIG, 0o600)):
+        f = host.file(path)
+        assert (f.user, f.group, f.mode) == ("root", "root", mode), path
+    config = json.loads(host.check_output(f"cat {CHECK_CONFIG}"))
+    assert config["apps_dir"] == "/etc/berth/check.d" and "health" not in config and "backup" not in config
+
+
 def test_the_app_stopped(host, alerts):
     host.run_test(f"systemctl stop {APP}.socket {APP}.service")
     try:
-        expect(host, alerts, "problem", "health")
+        expect(host, alerts, "problem", f"health:{APP}")
     finally:
         host.run_test(f"systemctl start {APP}.socket {APP}.service")
-    expect(host, alerts, "resolved", "health")
+    expect(host, alerts, "resolved", f"health:{APP}")
 
 
 def test_a_failed_unit(host, alerts):
@@ -104,18 +115,18 @@ def test_a_failed_unit(host, alerts):
     expect(host, alerts, "resolved", "unit:berth-test-broken.service")
 
 
-@pytest.mark.parametrize("change,key", [
-    # a disk threshold under the current use
-    ('c["disk"]["max_percent"] = 1', "disk:/"),
+@pytest.mark.parametrize("path,change,key", [
+    # a disk threshold under the current use: the host's
+    (CHECK_CONFIG, 'c["disk"]["max_percent"] = 1', "disk:/"),
     # Pebble's certificates last years: a threshold above that makes this one "near its end"
-    ('c["health"]["cert_warn_days"] = 100000', "certificate"),
+    (APP_CONFIG, 'c["health"]["cert_warn_days"] = 100000', f"certificate:{APP}"),
 ])
-def test_a_threshold_crossed(host, alerts, change, key):
-    edit_config(host, change)
+def test_a_threshold_crossed(host, alerts, path, change, key):
+    edit_config(host, path, change)
     try:
         expect(host, alerts, "problem", key)
     finally:
-        restore_config(host)
+        restore_config(host, path)
     expect(host, alerts, "resolved", key)
 
 
@@ -125,11 +136,11 @@ def test_a_failed_backup(host, alerts):
     try:
         assert host.run(f"systemctl start berth-backup-{APP}.service").rc != 0
         # OnFailure= started berth-check already; this run finds the problem told
-        expect(host, alerts, "problem", "backup")
+        expect(host, alerts, "problem", f"backup:{APP}")
     finally:
         host.run_test(f"chmod 0700 {backups}")
     assert host.run(f"systemctl start berth-backup-{APP}.service").rc == 0
-    expect(host, alerts, "resolved", "backup")
+    expect(host, alerts, "resolved", f"backup:{APP}")
     # the backup's dead man's switch: the failed run, then the good one
     assert alerts["hook"].paths("/ping/backup") == ["/ping/backup/start", "/ping/backup/fail",
                                                    "/ping/backup/start", "/ping/backup"]
