@@ -16,7 +16,7 @@ CHECK = next(task for task in PREFLIGHT[0]["tasks"][0]["block"] if task["name"] 
 def check(settings):
     v = render(settings)
     variables = {name: v(name) for name in ("berth_apps", "berth_app_list", "berth_domains",
-                                            "berth_host_settings_pattern")}
+                                            "berth_host_settings_pattern", "berth_layout_shared")}
     variables.update(CHECK["vars"])
     templar = Templar(loader=LOADER, variables=variables)
     passed = all(templar.template(trust_as_template("{{ %s }}" % that)) for that in CHECK["ansible.builtin.assert"]["that"])
@@ -55,8 +55,12 @@ def test_the_hosts_own_settings_are_refused_in_an_entry(name):
     assert not passed and f"(set in an entry: {name})" in message
 
 
-def test_the_shared_redis_socket_is_refused_in_an_entry():
+def test_the_shared_paths_are_refused_in_an_entry():
     entry = {"berth_app_name": "b", "berth_domains": ["b.example"],
-             "berth_layout_overrides": {"redis_socket_dir": "/run/b-redis", "home": "/opt/b"}}
+             "berth_layout_overrides": {"redis_socket_dir": "/run/b-redis", "home": "/opt/b", "acme_webroot": "/b"}}
     passed, message = check({"berth_apps": [SITE, entry]})
-    assert not passed and "berth_layout_overrides.redis_socket_dir" in message
+    assert not passed
+    assert "(set in an entry: berth_layout_overrides.acme_webroot, berth_layout_overrides.redis_socket_dir)" in message
+    # an app's own paths may move
+    entry["berth_layout_overrides"] = {"home": "/opt/b", "settings_dir": "/etc/b"}
+    assert check({"berth_apps": [SITE, entry]})[0]
