@@ -3,6 +3,7 @@ path, a name or a URL and every role that consumes it agree. Rendered by Ansible
 from the repository's files (role defaults and vars under the settings, the contract above
 them, as a play sees them), with no host."""
 
+import json
 import pathlib
 import posixpath
 
@@ -211,3 +212,46 @@ def test_apps_share_one_redis_each_with_its_own_keys():
     # one socket for all: its directory does not follow the app's name
     assert v("redis_socket") == one("redis_socket") == "/run/redis-berth/redis-server.sock"
     assert v("redis_app_group") == one("redis_app_group")
+
+def test_the_record_names_what_each_role_left(v):
+    record, name = v("berth_app_record"), v("berth_app_name")
+    assert record["name"] == record["user"] == record["group"] == v("base_app_user") == name
+    assert record["build_user"] == v("app_build_user")
+    assert (record["home"], record["settings_dir"]) == (v("base_app_home"), v("secrets_dir"))
+    assert record["backup_dir"] == v("backup_dir")
+    assert record["status_dir"] == posixpath.dirname(v("backup_status_file"))
+    # the roles' own names: the app's units (the workers' and timers' by pattern), the backup's
+    assert record["units"] == [v("app_service") + ".socket", v("app_service") + ".service"]
+    assert record["unit_patterns"] == [v("app_service") + "-worker-*.service", v("app_service") + "-timer-*.service",
+                                       v("app_service") + "-timer-*.timer"]
+    unit = v("backup_unit")
+    assert record["backup_units"] == [unit + ".service", unit + "-alert.service", unit + ".timer",
+                                      unit + "-check.service", unit + "-check.timer"]
+    assert set(record["backup_files"]) == {v("backup_config_file"), v("backup_ping_file"), v("backup_known_hosts_file"),
+                                           v("backup_ssh_key"), v("backup_ssh_key") + ".pub"}
+    assert record["database"] == {"engine": v("berth_database"), "name": v("postgresql_app_database"),
+                                  "owner": v("postgresql_app_user")}
+    assert (record["cert_name"], record["tls_dir"]) == (v("tls_cert_name"), v("tls_dir"))
+    assert record["site"] == v("nginx_site_name")
+    assert record["check_file"] == f"/etc/berth/check.d/{name}.json"
+    assert name not in v("berth_reserved_app_names")
+
+
+def test_the_record_follows_moved_paths_and_holds_no_secret():
+    v = render(SETTINGS["moved paths, workers"])
+    record = v("berth_app_record")
+    assert (record["home"], record["settings_dir"], record["tls_dir"]) == ("/opt/web", "/etc/web", "/etc/ssl/web")
+    assert record["unit_patterns"][0] == "web-worker-*.service"
+    v = render({**SETTINGS["another name, postgresql, remotes"], "backup_dir": "/srv/backups/shop"})
+    assert v("berth_app_record")["backup_dir"] == "/srv/backups/shop"
+    text = json.dumps(v("berth_app_record"))
+    assert "{{" not in text and not any(secret in text for secret in ("PASSWORD", "SECRET", "://")), text
+
+
+@pytest.mark.parametrize("settings", list(SETTINGS.values()), ids=list(SETTINGS))
+def test_the_record_is_the_same_outside_the_roles(settings):
+    """Written after the roles' turns, where their defaults and vars are out of sight."""
+    variables = {**load(ROOT / "group_vars" / "all.yml"), **settings, **load(ROOT / "group_vars" / "berth.yml")}
+    templar = Templar(loader=LOADER, variables=variables)
+    outside = templar.template(trust_as_template("{{ berth_app_record }}"))
+    assert outside == render(settings)("berth_app_record")
