@@ -33,3 +33,8 @@ def test_misspelt_names_are_caught_with_a_suggestion():
         {"berth_domians", "nginx_client_max_bodysize", "berth_app_name", "my_own", "app_zzz"}, KNOWN, PATTERN)
     assert unknown == {"berth_domians": "berth_domains",
                        "nginx_client_max_bodysize": "nginx_client_max_body_size", "app_zzz": None}
+
+
+def test_the_purge_setting_is_known():
+    assert "berth_purge_apps" in KNOWN
+    assert not known_settings.unknown_settings({"berth_purge_apps"}, KNOWN, PATTERN)

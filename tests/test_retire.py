@@ -1,7 +1,8 @@
-"""Retiring apps (playbooks/tasks/retire-apps.yml, wired as in playbooks/provision.yml), run by
-ansible-playbook on the controller against records in a temporary directory, with the roles'
-retire entry points stubbed (they act on the host's systemd, nginx and certbot: molecule tests
-them)."""
+"""Retiring and purging apps (playbooks/tasks/retire-apps.yml, purge-apps.yml, wired as in
+playbooks/provision.yml), run by ansible-playbook on the controller against records in a
+temporary directory, with the roles' retire and purge entry points stubbed (they act on the
+host's systemd, certbot and PostgreSQL: molecule tests them); and the preflight's refusal to
+purge an app still listed."""
 
 import json
 import os
@@ -25,13 +26,14 @@ STUB = """\
   changed_when: true
 """
 STUBS = {("app", "retire"): "app_retired", ("backup", "retire"): "backup_retired",
-         ("nginx", "retire"): "nginx_retired", ("tls", "retire"): "tls_retired"}
+         ("nginx", "retire"): "nginx_retired", ("tls", "retire"): "tls_retired",
+         ("postgresql", "purge"): "postgresql_purged"}
 
 
 @pytest.fixture(name="project")
 def project_dir(tmp_path):
     (tmp_path / "tasks").mkdir()
-    for name in ("retire-apps.yml",):
+    for name in ("retire-apps.yml", "purge-apps.yml"):
         shutil.copy(ROOT / "playbooks" / "tasks" / name, tmp_path / "tasks" / name)
     for (role, entry), var in STUBS.items():
         (tmp_path / "roles" / role / "tasks").mkdir(parents=True, exist_ok=True)
@@ -39,7 +41,7 @@ def project_dir(tmp_path):
     # provision.yml's tasks after the turns, as they are
     provision = yaml.safe_load((ROOT / "playbooks" / "provision.yml").read_text())
     after_turns = [task for task in provision[-1]["tasks"] if "each-app" not in str(task)]
-    assert len(after_turns) == 1
+    assert len(after_turns) == 2
     play = [{"name": "After the turns", "hosts": "all", "gather_facts": False, "tasks": after_turns}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
     (tmp_path / "records").mkdir()
@@ -68,11 +70,11 @@ def record(project, name, engine="sqlite", **paths):
     return rec
 
 
-def run(project, names, *extra):
+def run(project, names, purge=(), *extra):
     # SYSTEMD_OFFLINE: systemd_service's daemon-reload warns instead of failing where systemd is not init
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(project / "roles"), ANSIBLE_RETRY_FILES_ENABLED="false",
                ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_CALLBACK_RESULT_FORMAT="json", SYSTEMD_OFFLINE="1")
-    settings = {"berth_app_names": names, "out": str(project),
+    settings = {"berth_app_names": names, "berth_purge_apps": list(purge), "out": str(project),
                 "berth_app_records_dir": str(project / "records"), "berth_check_dir": str(project / "check.d")}
     return subprocess.run(
         [ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", str(project / "play.yml"), "-e", json.dumps(settings),
@@ -112,6 +114,74 @@ def test_an_app_no_longer_listed_is_retired_once(project):
 
 def test_one_app_asked_for_retires_nothing(project):
     record(project, "site"), record(project, "old")
-    result = run(project, ["site"], "-e", "app=site")
+    result = run(project, ["site"], (), "-e", "app=site")
     assert result.returncode == 0, result.stdout + result.stderr
     assert calls(project) == [] and (project / "records" / "old.json").exists()
+
+
+def test_a_retired_app_is_purged_once(project):
+    live, old = record(project, "site"), record(project, "old", engine="postgresql")
+    result = run(project, ["site"], ["old"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls(project)[-1] == "postgresql purge old"
+    for key in ("home", "settings_dir", "backup_dir", "status_dir"):
+        assert not pathlib.Path(old[key]).exists(), key
+        assert (pathlib.Path(live[key]) / "kept").exists(), key
+    assert not pathlib.Path(old["backup_files"][0]).exists()
+    assert not (project / "records" / "retired" / "old.json").exists()
+    assert (project / "records" / "site.json").exists()
+    assert "Purged old:" in result.stdout
+    again = run(project, ["site"], ["old"])
+    assert again.returncode == 0 and changed(again) == 0, again.stdout
+    assert "no retired app old on this host" in again.stdout
+    assert calls(project)[-1] == "postgresql purge old"
+
+
+def test_a_purge_never_deletes_another_apps_paths(project):
+    live = record(project, "site")
+    old = record(project, "old", backup_dir=live["home"] + "/backups")
+    result = run(project, ["site"], ["old"])
+    assert result.returncode != 0
+    assert "another app's" in result.stdout and live["home"] + "/backups" in result.stdout
+    assert (project / "records" / "retired" / "old.json").exists(), "retired, not purged"
+    assert (pathlib.Path(old["home"]) / "kept").exists() and (pathlib.Path(live["home"]) / "kept").exists()
+
+
+@pytest.fixture(name="preflight")
+def run_preflight(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"berth": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    env = dict(os.environ, ANSIBLE_RETRY_FILES_ENABLED="false")
+
+    def preflight(settings):
+        # the app's own checks fail at once (berth_database): nothing after them runs on this machine
+        settings = {"berth_preflight_roles": [], "berth_database": "none", "ansible_become": False, **settings}
+        return subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), str(ROOT / "playbooks" / "preflight.yml"),
+                               "-e", json.dumps(settings)], cwd=ROOT, env=env, capture_output=True, text=True,
+                              check=False)
+    return preflight
+
+
+def test_the_preflight_refuses_to_purge_an_app_still_listed(preflight):
+    result = preflight({"berth_purge_apps": ["app"]})
+    assert result.returncode != 0
+    assert "TASK [Refuse to purge an app still listed]" in result.stdout
+    assert "berth_purge_apps: app is still an app of this host" in result.stdout
+    apps = [{"berth_app_name": "shop"}]
+    result = preflight({"berth_apps": apps, "berth_purge_apps": ["shop"]})
+    assert "berth_purge_apps: shop is still an app of this host" in result.stdout
+
+
+def test_the_preflight_lets_a_retired_app_be_purged(preflight):
+    result = preflight({"berth_purge_apps": ["old"]})
+    passed = result.stdout.split("TASK [Refuse to purge an app still listed]", 1)[1].split("TASK [", 1)[0]
+    assert "ok: [localhost]" in passed, result.stdout
+    assert "TASK [Check the stack settings]" in result.stdout, "stopped by the test's own bad setting"
+    result = preflight({"berth_purge_apps": "old"})
+    assert "berth_purge_apps: a list of app names" in result.stdout
+
+
+def test_the_preflight_refuses_berths_own_directories_as_app_names(preflight):
+    result = preflight({"berth_app_name": "tls"})
+    assert result.returncode != 0 and "the app's paths would be berth's own" in result.stdout
