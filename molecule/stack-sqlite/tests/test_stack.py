@@ -29,6 +29,11 @@ def test_a_moved_socket_moves_every_consumer(host, site):
     assert not host.socket(f"unix:///run/{APP}/{APP}.sock").is_listening
     assert web.get(**site, path="/health/ready")[0] == 200
     assert web.get(**site, path="/api/notes")[0] == 200
+    # and back with the settings: later tests (tests/test_two_apps.py) act on the converged layout
+    code, out = site_yml(host, "--tags", "nginx,app")
+    assert code == 0, out[-3000:]
+    assert host.socket(f"unix:///run/{APP}/{APP}.sock").is_listening
+    assert web.get(**site, path="/health/ready")[0] == 200
 
 
 CONN_LIMIT = 20   # nginx_limit_conn_per_client, group_vars/berth/scenario.yml
