@@ -8,10 +8,9 @@ the token used here."""
 
 import json
 import os
-import shutil
 
 import web_client as web
-from stack_tests import APP, ROOT, me, playbook, site_yml, state, token
+from stack_tests import APP, changed_release, me, playbook, site_yml, state, token
 
 def load(site, bearer):
     auth = {"Authorization": f"Bearer {bearer}"}
@@ -23,12 +22,7 @@ def load(site, bearer):
 
 
 def test_redeploy_under_load(host, site, ephemeral_dir):
-    source = os.path.join(ephemeral_dir, "second")
-    shutil.rmtree(source, ignore_errors=True)
-    shutil.copytree(os.path.join(ROOT, "examples", "app"), source,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    with open(os.path.join(source, "static", "index.html"), "a", encoding="utf-8") as fh:
-        fh.write("<!-- second release -->\n")
+    source = changed_release(ephemeral_dir, "second", "second release")
     # a static file changed and the same size: its validators must change all the same
     css = os.path.join(source, "static", "style.css")
     with open(css, encoding="utf-8") as fh:

@@ -5,6 +5,7 @@ backup/restore round trip, the test e-mail. stack_load_tests.py adds the work un
 
 import json
 import os
+import shutil
 import uuid
 
 import pytest
@@ -38,6 +39,17 @@ def playbook(name, host, *args):
 
 def site_yml(host, *args):
     return ansible_playbook(os.path.join(ROOT, "site.yml"), "--limit", host.backend.hostname, *args)
+
+
+def changed_release(ephemeral_dir, name, marker):
+    """A copy of the reference app with its index page changed: a new release to deploy."""
+    source = os.path.join(ephemeral_dir, name)
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(os.path.join(ROOT, "examples", "app"), source,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    with open(os.path.join(source, "static", "index.html"), "a", encoding="utf-8") as fh:
+        fh.write(f"<!-- {marker} -->\n")
+    return source
 
 
 def me(site, token):

@@ -7,14 +7,13 @@ budget (docs/TESTING.md)."""
 
 import json
 import os
-import shutil
 import ssl
 import subprocess
 
 import pytest
 
 import web_client as web
-from stack_tests import APP, ROOT, ctx, playbook, site, site_yml  # noqa: F401 (fixtures)
+from stack_tests import APP, ROOT, changed_release, ctx, playbook, site, site_yml  # noqa: F401 (fixtures)
 
 OTHER = "flaskapp"
 
@@ -97,12 +96,7 @@ def steady(one):
 
 
 def test_one_apps_rotation_and_redeploy_leave_the_other_alone(host, site, other_site, apps, ephemeral_dir, two):
-    source = os.path.join(ephemeral_dir, "two-apps")
-    shutil.rmtree(source, ignore_errors=True)
-    shutil.copytree(os.path.join(ROOT, "examples", "app"), source,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    with open(os.path.join(source, "static", "index.html"), "a", encoding="utf-8") as fh:
-        fh.write("<!-- two apps -->\n")
+    source = changed_release(ephemeral_dir, "two-apps", "two apps")
     release = json.loads(web.get(**site, path="/api/version")[2])["release"]
     others = pids(host, OTHER)
     main_pid = host.check_output(f"systemctl show -p MainPID --value {APP}.service")
