@@ -1,0 +1,35 @@
+"""Ansible's linear strategy run through Mitogen, or plain linear where Mitogen is missing.
+
+Mitogen keeps one Python interpreter per host over one SSH connection and sends it each task,
+where plain Ansible copies and starts a new module process per task: a no-op site.yml takes
+about half the time (docs/PERFORMANCE.md). ansible.cfg names this strategy; requirements.txt
+pins Mitogen.
+"""
+from __future__ import annotations
+
+from ansible.utils.display import Display
+
+try:
+    import ansible_mitogen.affinity
+    import ansible_mitogen.loaders
+    import ansible_mitogen.strategy
+except ImportError:
+    ansible_mitogen = None
+
+if ansible_mitogen is None:
+    from ansible.plugins.strategy.linear import StrategyModule as _Linear
+
+    Display().warning("Mitogen is not installed (pip install -r requirements.txt): the plays run "
+                      "on Ansible's own linear strategy, about twice as slow.")
+
+    class StrategyModule(_Linear):
+        pass
+else:
+    # Mitogen pins the controller, its workers and their SSH clients to CPUs of its choosing;
+    # on a 2-core machine that is all on one core, whatever else runs there.
+    ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
+
+    _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
+
+    class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):
+        pass
