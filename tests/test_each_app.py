@@ -51,6 +51,11 @@ PLAYBOOK = """\
         content: "{{ {'name': berth_app_name, 'colour': demo_colour, 'distribution': ansible_facts.distribution} | to_json }}"
         dest: "{{ out }}/after.json"
         mode: "0644"
+- name: A later play, which gathers facts only if the cache lost them
+  hosts: all
+  tasks:
+    - name: Nothing
+      ansible.builtin.meta: noop
 """
 
 
@@ -79,7 +84,7 @@ def run(project, apps, *extra):
     selection = {name: contract[name] for name in ("berth_app_list", "berth_app_names", "berth_app_selection")}
     (project / "group_vars" / "all" / "selection.yml").write_text(yaml.safe_dump(selection))
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
-               ANSIBLE_ROLES_PATH=str(project / "roles"), ANSIBLE_RETRY_FILES_ENABLED="false",
+               ANSIBLE_ROLES_PATH=str(project / "roles"), ANSIBLE_RETRY_FILES_ENABLED="false", ANSIBLE_GATHERING="smart",
                ANSIBLE_PYTHON_INTERPRETER=sys.executable)
     return subprocess.run(
         ["ansible-playbook", "-i", "localhost,", "-c", "local", str(project / "play.yml"),
@@ -100,6 +105,7 @@ def test_each_app_has_its_settings_and_its_handlers(project):
     after = json.loads((out / "after.json").read_text())
     assert after["name"] == "single" and after["colour"] == "grey", "the group's settings after the turns"
     assert after["distribution"], "the host's gathered facts are back"
+    assert result.stdout.count("TASK [Gathering Facts]") == 1, "the later play found them gathered"
 
 
 def test_a_handler_runs_for_the_app_that_changed_only(project):

@@ -11,8 +11,10 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def host_facts(namespace):
-    """The facts as modules set them, from the ansible_facts namespace (which drops "ansible_")."""
-    return {name if name.startswith("ansible_") else "ansible_" + name: value
+    """The facts as modules set them, from the ansible_facts namespace (which drops "ansible_"
+    but keeps Ansible's own "_ansible_" marks, such as the one that spares a play with
+    `gathering = smart` from gathering the facts again)."""
+    return {name if name.startswith(("ansible_", "_ansible_")) else "ansible_" + name: value
             for name, value in namespace.items()}
 
 
