@@ -32,4 +32,10 @@ else:
     _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):
-        pass
+        def run(self, iterator, play_context, *args):
+            # A play on the controller itself (`connection: local`, as Molecule's create and
+            # destroy) gains little, and Mitogen's async runner hangs there importing a module
+            # after it detaches: such a play runs as plain linear.
+            if iterator._play.connection == "local":
+                return _Linear.run(self, iterator, play_context, *args)
+            return super().run(iterator, play_context, *args)
