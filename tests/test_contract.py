@@ -255,3 +255,14 @@ def test_the_record_is_the_same_outside_the_roles(settings):
     templar = Templar(loader=LOADER, variables=variables)
     outside = templar.template(trust_as_template("{{ berth_app_record }}"))
     assert outside == render(settings)("berth_app_record")
+
+
+def test_a_role_skips_the_checks_the_preflight_ran_and_only_those():
+    checked = render({"berth_preflight_checked": ["base", "app"]})
+    assert checked("base_checked") is True and checked("app_checked") is True
+    assert checked("nginx_checked") is False
+    assert render({})("base_checked") is False, "no preflight in this run: every role checks"
+    contract = set(load(ROOT / "group_vars" / "berth.yml"))
+    for role in ROLES:
+        if (ROOT / "roles" / role / "tasks" / "validate.yml").exists() and role != "firewall":
+            assert f"{role}_checked" in contract, f"{role}: its checks run twice in a run"
