@@ -12,6 +12,7 @@ from ansible.utils.display import Display
 try:
     import ansible_mitogen.affinity
     import ansible_mitogen.loaders
+    import ansible_mitogen.planner
     import ansible_mitogen.strategy
 except ImportError:
     ansible_mitogen = None
@@ -29,6 +30,23 @@ else:
     # on a 2-core machine that is all on one core, whatever else runs there.
     ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
 
+    # For each task of a collection's module Mitogen lists every installed collection, reading
+    # each one's metadata (about a tenth of a task's time): its cache of the result lives in the
+    # task's own forked worker and dies with it. Listed once here, before the workers fork.
+    import ansible.collections.list
+
+    _COLLECTION_DIRS = []
+
+    def _collection_dirs():
+        if not _COLLECTION_DIRS:
+            _COLLECTION_DIRS.extend(path.decode("utf-8") for path in ansible.collections.list.list_collection_dirs())
+        return _COLLECTION_DIRS
+
+    def _load_collections(invocation):
+        invocation._extra_sys_paths.update(_collection_dirs())
+
+    ansible_mitogen.planner._load_collections = _load_collections
+
     _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):
@@ -38,4 +56,5 @@ else:
             # after it detaches: such a play runs as plain linear.
             if iterator._play.connection == "local":
                 return _Linear.run(self, iterator, play_context, *args)
+            _collection_dirs()
             return super().run(iterator, play_context, *args)
