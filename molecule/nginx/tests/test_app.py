@@ -288,6 +288,19 @@ def test_second_release_from_git_without_downtime(host, ephemeral_dir):
     assert load["failed"] == [], load["failed"][:10]
 
 
+def test_releases_of_the_same_requirements_share_their_venv(host):
+    first = host.file(f"{HOME}/releases/{releases['first']}/venv")
+    second = host.file(f"{HOME}/releases/{releases['second']}/venv")
+    assert first.is_symlink and second.is_symlink
+    assert first.linked_to == second.linked_to, "the second release built no venv of its own"
+    venv = first.linked_to
+    assert venv.startswith(f"{HOME}/venvs/")
+    # built where it stays: its scripts name its own interpreter
+    assert host.file(f"{venv}/bin/gunicorn").content_string.splitlines()[0] == f"#!{venv}/bin/python3"
+    assert (host.file(venv).user, host.file(venv).group, host.file(venv).mode) == ("root", APP, 0o750)
+    assert host.run(f"runuser -u {APP} -- touch {venv}/bin/x").rc != 0
+
+
 def test_workers_moved_to_the_second_release(host):
     env = environ(host, host.check_output(f"systemctl show -p MainPID --value {APP}-worker-echo"))
     assert env["APP_RELEASE"] == releases["second"]
@@ -404,6 +417,7 @@ def test_wheel_source(host, ephemeral_dir):
     releases["wheel"] = link(host, "current").removeprefix("releases/")
     assert releases["wheel"] not in (releases["first"], releases["second"])
     assert host.file(f"{HOME}/current/venv/lib/python3.11/site-packages/berth_demo/app.py").exists
+    assert not host.file(f"{HOME}/current/venv").is_symlink, "a wheel's venv holds the app: its own"
     assert not host.file(f"{HOME}/current/berth_demo").exists
     status, body = request(host, "/health/ready")
     assert status == 200 and body["release"] == releases["wheel"]
@@ -415,8 +429,10 @@ def test_known_release_is_switched_to_without_a_build_and_old_ones_go(host):
     assert "Install the dependencies" not in out, "no new build"
     assert link(host, "current") == f"releases/{releases['first']}"
     assert link(host, "previous") == f"releases/{releases['wheel']}"
-    # kept: the live one and the previous one
+    # kept: the live one and the previous one, and the one shared venv the first links to
     assert release_ids(host) == {releases["first"], releases["wheel"]}
+    shared = host.file(f"{HOME}/releases/{releases['first']}/venv").linked_to
+    assert host.check_output(f"ls {HOME}/venvs").split() == [os.path.basename(shared)]
     assert request(host, "/api/version")[1]["release"] == releases["first"]
 
 
