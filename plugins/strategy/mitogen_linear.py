@@ -2,7 +2,7 @@
 
 Mitogen keeps one Python interpreter per host over one SSH connection and sends it each task,
 where plain Ansible copies and starts a new module process per task: a no-op site.yml takes
-about half the time (docs/PERFORMANCE.md). ansible.cfg names this strategy; requirements.txt
+a fraction of the time (docs/PERFORMANCE.md). ansible.cfg names this strategy; requirements.txt
 pins Mitogen.
 """
 from __future__ import annotations
@@ -31,8 +31,8 @@ else:
     ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
 
     # For each task of a collection's module Mitogen lists every installed collection, reading
-    # each one's metadata (about a tenth of a task's time): its cache of the result lives in the
-    # task's own forked worker and dies with it. Listed once here, before the workers fork.
+    # each one's metadata, and caches the list in the task's own forked worker, which dies with
+    # it: listed once here, before the workers fork.
     import ansible.collections.list
 
     _COLLECTION_DIRS = []
