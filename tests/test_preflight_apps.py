@@ -1,4 +1,4 @@
-"""The preflight's check of what the apps of a host share (playbooks/preflight.yml): each app's
+"""The preflight's check of what the apps of a host share (playbooks/tasks/checks.yml): each app's
 own domain names, and none of the host's own settings in an entry. Its conditions and message
 evaluated by Ansible's templar over the contract, as a play sees them, with no host."""
 
@@ -9,8 +9,8 @@ from ansible.template import Templar, trust_as_template
 
 from test_contract import LOADER, ROOT, render
 
-PREFLIGHT = LOADER.load_from_file(str(ROOT / "playbooks" / "preflight.yml"), trusted_as_template=True)
-CHECK = next(task for task in PREFLIGHT[0]["tasks"][0]["block"] if task["name"] == "Check what the apps share")
+CHECKS = LOADER.load_from_file(str(ROOT / "playbooks" / "tasks" / "checks.yml"), trusted_as_template=True)
+CHECK = next(task for task in CHECKS if task["name"] == "Check what the apps share")
 
 
 def check(settings):

@@ -1,8 +1,8 @@
-"""Retiring and purging apps (playbooks/tasks/retire-apps.yml, purge-apps.yml, wired as in
-playbooks/provision.yml), run by ansible-playbook on the controller against records in a
-temporary directory, with the roles' retire and purge entry points stubbed (they act on the
-host's systemd, certbot and PostgreSQL: molecule tests them); and the preflight's refusal to
-purge an app still listed."""
+"""Retiring and purging apps (playbooks/tasks/retire-apps.yml with retire-found.yml, and
+purge-apps.yml, wired as in playbooks/provision.yml), run by ansible-playbook on the controller
+against records in a temporary directory, with the roles' retire and purge entry points stubbed
+(they act on the host's systemd, certbot and PostgreSQL: molecule tests them); and the
+preflight's refusal to purge an app still listed."""
 
 import json
 import os
@@ -33,7 +33,7 @@ STUBS = {("app", "retire"): "app_retired", ("backup", "retire"): "backup_retired
 @pytest.fixture(name="project")
 def project_dir(tmp_path):
     (tmp_path / "tasks").mkdir()
-    for name in ("retire-apps.yml", "purge-apps.yml"):
+    for name in ("retire-apps.yml", "retire-found.yml", "purge-apps.yml"):
         shutil.copy(ROOT / "playbooks" / "tasks" / name, tmp_path / "tasks" / name)
     for (role, entry), var in STUBS.items():
         (tmp_path / "roles" / role / "tasks").mkdir(parents=True, exist_ok=True)
