@@ -311,6 +311,20 @@ def test_settings_changes_apply_and_undeclared_rules_go(host, instance_name, ip,
     assert forward_policy(host) == "DROP"
 
 
+
+@pytest.mark.usefixtures("reruns", "listeners")
+def test_a_disabled_or_stopped_firewall_is_filtering_again(host, instance_name, ip, outsider):
+    # ufw disabled (ENABLED=no), then its unit stopped (the rules unloaded, ENABLED=yes kept):
+    # each time the next run filters again
+    for undo in ("ufw disable", "systemctl stop ufw"):
+        host.check_output(undo)
+        assert probe(outsider, ip, [5432]) == {5432: "open"}, undo
+        code, out = converge(instance_name)
+        assert code == 0, out[-3000:]
+        assert recap_changed(out) > 0, undo
+        assert probe(outsider, ip, [22, 5432]) == {22: "open", 5432: "filtered"}, undo
+        assert host.check_output("ufw status").startswith("Status: active")
+
 # --- fail2ban ------------------------------------------------------------------------------
 
 def test_jails_running(host):
