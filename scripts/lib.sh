@@ -9,7 +9,7 @@ BERTH_STATE=${BERTH_STATE:-/var/lib/berth-test}
 export BERTH_ROOT BERTH_STATE
 
 # Debian packages the controller needs; checked first so a warm machine skips apt entirely.
-# shellcheck: actionlint checks the examples' run: scripts with it (skipped, silently, without).
+# The shellcheck package: actionlint checks the examples' run: scripts with it (skips them without).
 BERTH_APT_PACKAGES=(podman runc mmdebstrap apt-cacher-ng python3-venv openssh-client curl rsync git pebble openssl
   redis-server postgresql wrk testssl.sh restic rclone shellcheck)
 # Where test hosts find the .deb cache: the podman network's gateway, i.e. this machine.
@@ -71,8 +71,7 @@ BindAddress: 0.0.0.0
 ExThreshold: 4
 CONF
   /usr/sbin/apt-cacher-ng -c "$BERTH_STATE/acng"
-  local i
-  for i in $(seq 50); do
+  for _ in $(seq 50); do
     curl -s -o /dev/null "http://127.0.0.1:$BERTH_APT_PROXY_PORT/" && return 0
     sleep 0.1
   done
@@ -113,7 +112,7 @@ setup_controller() {
 # start_test_host NAME IP [12|13]: a systemd test host with its own address on the podman
 # network, reached over SSH like a VPS (an existing one is started, not re-created).
 start_test_host() {
-  local name=$1 ip=$2 version=${3:-12} i
+  local name=$1 ip=$2 version=${3:-12}
   # A host podman cannot start again (seen once: stuck in "stopping" after a `podman stop`) is
   # replaced: a test host holds nothing a converge cannot rebuild.
   if podman container exists "$name" && ! podman start "$name" >/dev/null 2>&1; then
@@ -125,7 +124,7 @@ start_test_host() {
     podman run -d --name "$name" --hostname "$name" --ip "$ip" --privileged --systemd=always \
       "localhost/berth-debian$version" /sbin/init >/dev/null
   fi
-  for i in $(seq 60); do
+  for _ in $(seq 60); do
     ssh -q -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
       -o ConnectTimeout=2 -i "$BERTH_SSH_KEY" "root@$ip" true 2>/dev/null && return 0
     sleep 1
