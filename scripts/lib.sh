@@ -132,6 +132,42 @@ start_test_host() {
   die "no SSH on $name ($ip) after 60 s"
 }
 
+# ratio A B: A / B, two decimals.
+ratio() {
+  awk "BEGIN {printf \"%.2f\", $1 / $2}"
+}
+
+# host_inventory FILE NAME IP: an inventory of the test host NAME at IP in the group berth,
+# reached over SSH as root with the test bed's key (host keys not kept: hosts are replaced).
+host_inventory() {
+  cat >"$1" <<EOF
+berth:
+  hosts:
+    $2:
+      ansible_host: $3
+      ansible_user: root
+      ansible_ssh_private_key_file: $BERTH_SSH_KEY
+      ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+      ansible_host_key_checking: false
+EOF
+}
+
+# bench_host_inventory DIR NAME IP: that inventory in DIR with the demo's settings (Pebble, the
+# wheelhouse), as scripts/bench and bench-compare use it.
+bench_host_inventory() {
+  mkdir -p "$1"
+  ln -sfn "$BERTH_ROOT/inventories/local/group_vars" "$1/group_vars"
+  host_inventory "$1/hosts.yml" "$2" "$3"
+}
+
+# bench_release DIR MARK: in DIR a release that differs from any converged one: the reference
+# app with MARK in its page.
+bench_release() {
+  rm -rf "$1"
+  cp -r "$BERTH_ROOT/examples/app" "$1"
+  printf '<!-- bench %s -->\n' "$2" >>"$1/static/index.html"
+}
+
 # median N...: the median of the numbers given.
 median() {
   printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
