@@ -1,23 +1,22 @@
-"""PostgreSQL and its backups, on the host and from a second container."""
+"""PostgreSQL as a database host and its backups, on the host and from this machine."""
 
+import os
 import re
+import subprocess
+import urllib.parse
 
 import pytest
 
 import backup_checks as checks
-from conftest import ansible_playbook, as_app, exposure, host_spec, recap_changed
+from conftest import ansible_playbook, as_app, exposure, recap_changed
 
 ENV = "/etc/berth/demoapp/secrets.env"
+CERT = "/etc/ssl/berth-postgresql/server.crt"
 
 
 def sql(host, statement):
     """As the app: its user, its environment, its DATABASE_URL."""
     return as_app(host, ENV, "demoapp", 'psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -tA', statement)
-
-
-@pytest.fixture
-def outsider(host):
-    return host.get_host(host_spec("postgresql-outsider"))
 
 
 def database_url(host):
@@ -50,16 +49,67 @@ def test_other_roles_cannot_use_the_app_database(host):
     assert result.rc != 0
 
 
-def test_listens_on_loopback_only(host):
+def test_listens_on_loopback_and_its_address(host, ip):
     listening = host.check_output("ss -ltnH 'sport = :5432'")
     addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening.splitlines()}
-    assert addresses <= {"127.0.0.1", "[::1]"} and addresses, addresses
+    assert {"127.0.0.1", ip} <= addresses <= {"127.0.0.1", "[::1]", ip}, addresses
 
 
-def test_not_reachable_from_another_host(outsider, ip):
-    assert outsider.run(f"timeout 3 bash -c '</dev/tcp/{ip}/5432'").rc != 0
-    # the outsider does reach the host: SSH answers
-    assert outsider.run(f"timeout 3 bash -c '</dev/tcp/{ip}/22'").rc == 0
+# --- a database host: this machine (10.88.0.1) stands in for a web server, its remote client ---
+
+def remote(host, ip, root, sslmode="verify-full"):
+    """Log in from this machine as the app does, to ip, with root as the pinned certificate."""
+    url = urllib.parse.urlsplit(database_url(host))
+    env = dict(os.environ, PGPASSWORD=urllib.parse.unquote(url.password), PGCONNECT_TIMEOUT="5")
+    conninfo = (f"host={ip} port=5432 dbname={url.path[1:]} user={url.username} "
+                f"sslmode={sslmode} sslrootcert={root}")
+    return subprocess.run(["psql", conninfo, "-c", r"\conninfo"],
+                          env=env, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def pinned(host, tmp_path):
+    """The server's certificate, as a web server keeps it."""
+    path = tmp_path / "server.crt"
+    path.write_text(host.file(CERT).content_string)
+    return path
+
+
+def test_a_listed_client_logs_in_over_verified_tls(host, ip, pinned):
+    result = remote(host, ip, pinned)
+    assert result.returncode == 0 and "SSL connection (protocol: TLSv1.3" in result.stdout, result.stderr
+
+
+def test_a_listed_client_is_refused_without_tls(host, ip, pinned):
+    result = remote(host, ip, pinned, sslmode="disable")
+    assert result.returncode != 0
+    assert "no pg_hba.conf entry" in result.stderr and "no encryption" in result.stderr, result.stderr
+
+
+def test_a_client_does_not_trust_another_server(host, ip):
+    # the system's CAs, not the pinned certificate: whoever holds the address is not believed
+    result = remote(host, ip, "/etc/ssl/certs/ca-certificates.crt")
+    assert result.returncode != 0 and "certificate verify failed" in result.stderr, result.stderr
+
+
+def test_an_address_not_listed_is_refused(host, ip):
+    # the host itself, from its own address rather than from loopback
+    url = urllib.parse.urlsplit(database_url(host))
+    result = host.run(f"PGPASSWORD='{urllib.parse.unquote(url.password)}' psql "
+                      f"'host={ip} dbname=demoapp user={url.username} sslmode=require' -tAc 'SELECT 1'")
+    assert result.rc != 0 and "no pg_hba.conf entry" in result.stderr, result.stderr
+
+
+def test_certificate_made_anew_before_it_expires(host, ip, pinned):
+    # 4000 days of renewal margin: the certificate in place (3650 days) is due
+    code, out = ansible_playbook("converge.yml", "--tags", "database",
+                                 "-e", "postgresql_tls_days=5000", "-e", "postgresql_tls_renew_days=4000")
+    assert code == 0 and recap_changed(out) >= 1, out[-3000:]
+    assert host.file(CERT).content_string != pinned.read_text()
+    # the server presents the new one at once (a reload); a client pinning the old one refuses it
+    assert "certificate verify failed" in remote(host, ip, pinned).stderr
+    pinned.write_text(host.file(CERT).content_string)
+    assert remote(host, ip, pinned).returncode == 0
 
 
 def test_memory_tuned_from_the_setting(host):

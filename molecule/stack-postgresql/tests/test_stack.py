@@ -20,6 +20,13 @@ RECOVERY_IMAGE = os.environ.get("BERTH_RECOVERY_IMAGE", "localhost/berth-debian1
 SECRET_VALUES = ["berth-s3-test", "berth-recovery-test-password", "test-relay-pass"]
 
 
+def test_postgresql_listens_on_loopback_only(host):
+    # no remote clients (a database host of its own: molecule/postgresql)
+    listening = host.check_output("ss -ltnH 'sport = :5432'")
+    addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening.splitlines()}
+    assert addresses <= {"127.0.0.1", "[::1]"} and addresses, addresses
+
+
 def test_the_work_under_load_left_nothing_to_do(host):
     # the redeploy, the rotation and the end of the overlap: a whole site.yml after them changes
     # nothing (Molecule's idempotence step runs on the new server, below)
