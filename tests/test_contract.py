@@ -9,11 +9,14 @@ import posixpath
 
 import pytest
 from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar, trust_as_template
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ROLES = sorted(path.name for path in (ROOT / "roles").iterdir() if (path / "tasks").is_dir())
 LOADER = DataLoader()
+# the collections' filters too (community.general's, as a play has them)
+init_plugin_loader([str(ROOT / "collections")])
 
 
 def load(path):
@@ -151,6 +154,15 @@ def test_behind_a_trusted_proxy_fail2ban_bans_into_the_list_nginx_reads():
     v = render({"nginx_trusted_proxies": ["203.0.113.0/24"]})
     assert v("firewall_fail2ban_nginx_banlist") == v("nginx_banlist") != ""
     assert render({})("firewall_fail2ban_nginx_banlist") == render({})("nginx_banlist") == ""
+
+
+def test_a_database_host_opens_postgresql_to_its_remote_clients_alone():
+    v = render({"berth_database": "postgresql", "postgresql_remote_clients": ["10.0.0.11", "10.0.1.0/24"],
+                "postgresql_listen_addresses": ["10.0.0.5"]})
+    assert v("firewall_service_rules") == [
+        {"from": source, "port": 5432, "proto": "tcp", "rule": "allow", "comment": "postgresql client"}
+        for source in ("10.0.0.11", "10.0.1.0/24")]
+    assert render({"berth_database": "postgresql"})("firewall_service_rules") == []
 
 
 def test_the_units_a_restore_stops(v):
