@@ -37,7 +37,7 @@ def test_redeploy_under_load(host, site, ephemeral_dir):
     assert json.loads(web.get(**site, path="/api/version")[2])["release"] != before
     _, headers, body = web.get(**site, path="/static/style.css")
     assert b"#1d2431" in body and headers["ETag"] != etag, headers
-    assert loop.count >= 100 and loop.failed == [], loop.failed[:10]
+    assert loop.count >= 50 and loop.failed == [], loop.failed[:10]
     # Back to the scenario's own source, a known release (switched to without a build): the
     # whole site.yml of Molecule's idempotence step, after these tests, must find it live.
     code, out = playbook("deploy.yml", host)
