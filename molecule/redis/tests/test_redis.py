@@ -1,14 +1,16 @@
 """The redis role on each Redis host, as converge left it, then after a crash and a restart.
 Rotation is in test_rotation.py (which runs after this file)."""
 
+import json
 import os
 import re
+import subprocess
 import time
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from conftest import ansible_playbook, container_ip, host_spec
+from conftest import ansible_playbook, container_ip, host_spec, recap_changed
 from redis_host import (ADMIN_FILE, APP, OUTSIDER, REDIS_HOSTS, SOCKET, admin, admin_password, app,
                         cli, main_pid, secrets, wait_until_up)
 
@@ -185,3 +187,36 @@ def test_a_key_written_before_a_restart_is_there_after_it(host):
     host.run("systemctl restart redis-server")
     wait_until_up(host)
     assert app(host, "GET", "berth:restart") == "kept"
+
+
+def test_a_database_host_serves_its_remote_clients_over_tls_only(host, tmp_path):
+    # this machine (10.88.0.1) stands in for a web server; the run after puts the defaults back
+    ip = container_ip(host.backend.hostname)
+    remote = json.dumps({"redis_port": 0, "redis_remote_clients": ["10.88.0.1"], "redis_listen_addresses": [ip]})
+    try:
+        code, out = ansible_playbook("converge.yml", "--tags", "redis", "-e", remote)
+        assert code == 0, out[-3000:]
+        pinned = tmp_path / "redis.crt"
+        pinned.write_text(host.file("/etc/ssl/berth-redis/server.crt").content_string)
+
+        def ping(*tls):
+            env = dict(os.environ, REDISCLI_AUTH=secrets(host)["REDIS_PASSWORD"])
+            result = subprocess.run(["redis-cli", "-h", ip, "-p", "6379", "--user", APP, *tls, "PING"],
+                                    env=env, capture_output=True, text=True, timeout=30, check=False)
+            return (result.stdout + result.stderr).strip()
+
+        # as the app's ACL user, over TLS, verifying the pinned certificate
+        assert ping("--tls", "--cacert", str(pinned)) == "PONG"
+        # not in plain text, and not to a server the pin does not vouch for
+        assert "PONG" not in ping()
+        assert "certificate verify failed" in ping("--tls", "--cacert", "/etc/ssl/certs/ca-certificates.crt")
+        # the socket as before; no plain TCP left on loopback
+        assert app(host, "PING") == "PONG"
+        assert "PONG" not in cli(host, "PING", tcp=True)
+        code, out = ansible_playbook("converge.yml", "--tags", "redis", "-e", remote)
+        assert code == 0 and recap_changed(out) == 0, out[-3000:]
+    finally:
+        code, out = ansible_playbook("converge.yml", "--tags", "redis")
+        assert code == 0, out[-3000:]
+    wait_until_up(host)
+    assert app(host, "PING", tcp=True) == "PONG"

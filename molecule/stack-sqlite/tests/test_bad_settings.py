@@ -35,6 +35,8 @@ CASES = {
     "postgresql-client-a-name": ({"berth_database": "postgresql", "postgresql_listen_addresses": ["10.0.0.5"],
                                   "postgresql_remote_clients": ["web1.example.net"]},
                                  ["postgresql_remote_clients", "web1.example.net"]),
+    "redis-clients-plain-port": ({"redis_remote_clients": ["10.0.0.11"], "redis_listen_addresses": ["10.0.0.5"],
+                                  "redis_port": 6379}, ["redis_port", "plain TCP"]),
     "postgresql-clients-unreachable": ({"berth_database": "postgresql", "postgresql_remote_clients": ["10.0.0.11"]},
                                        ["postgresql_listen_addresses"]),
     "root-login-off-as-root": ({"base_ssh_permit_root_login": "no"}, ["base_ssh_permit_root_login"]),

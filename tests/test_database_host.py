@@ -1,4 +1,5 @@
-"""The postgresql role's files for remote clients, rendered without a host (Jinja as Ansible)."""
+"""A database host's files for remote clients (the postgresql and redis roles), rendered without a
+host (Jinja with Ansible's filters)."""
 
 import pathlib
 
@@ -9,7 +10,8 @@ from ansible.plugins.filter.mathstuff import FilterModule as MathFilters
 
 from ansible_collections.berth.stack.plugins.filter.network import cidr
 
-TEMPLATES = pathlib.Path(__file__).resolve().parent.parent / "roles/postgresql/templates"
+ROLES = pathlib.Path(__file__).resolve().parent.parent / "roles"
+TEMPLATES = ROLES / "postgresql/templates"
 BASE = {"ansible_managed": "managed", "postgresql_app_user": "shop", "postgresql_app_database": "shop",
         "postgresql_other_apps": ["shop", "blog"], "postgresql_remote_clients": [],
         "postgresql_listen_addresses": [], "postgresql_tls_certificate": "/c.crt",
@@ -18,11 +20,11 @@ BASE = {"ansible_managed": "managed", "postgresql_app_user": "shop", "postgresql
         "postgresql_work_mem_mb": 4, "postgresql_maintenance_work_mem_mb": 64, "postgresql_settings": {}}
 
 
-def render(name, **settings):
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
+def render(name, templates=TEMPLATES, base=None, **settings):
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), trim_blocks=True,
                              undefined=jinja2.StrictUndefined)
     env.filters.update(CoreFilters().filters() | MathFilters().filters(), **{"berth.stack.cidr": cidr})
-    return env.get_template(name).render(**(BASE | settings))
+    return env.get_template(name).render(**((BASE if base is None else base) | settings))
 
 
 def lines(text):
@@ -56,4 +58,32 @@ def test_remote_clients_over_tls_to_each_apps_database():
     conf = render("etc/postgresql/conf.d/50-berth.conf.j2", **settings)
     assert "ssl = on" in conf and "ssl_cert_file = '/c.crt'" in conf and "ssl_key_file = '/c.key'" in conf
     unit = render("etc/systemd/system/postgresql.service.d/50-berth-sandbox.conf.j2", **settings)
+    assert "After=network-online.target" in unit
+
+
+REDIS = {"ansible_managed": "managed", "redis_remote_clients": [], "redis_listen_addresses": [], "redis_port": 0,
+         "redis_tls_port": 6379, "redis_tls_certificate": "/r.crt", "redis_tls_key": "/r.key",
+         "redis_tcp_backlog": 511, "redis_socket": "/run/redis-berth/redis-server.sock", "redis_acl_file": "/a",
+         "redis_data_dir": "/var/lib/redis", "redis_save": [], "redis_maxmemory": "1mb",
+         "redis_maxmemory_policy": "noeviction", "redis_config_extra": {}, "redis_config_file": "/c",
+         "redis_socket_dir": "/run/redis-berth"}
+
+
+def redis(name, **settings):
+    return render(name, templates=ROLES / "redis/templates", base=REDIS, **settings)
+
+
+def test_redis_local_only_by_default():
+    conf = redis("etc/redis/berth.conf.j2")
+    assert "bind 127.0.0.1 -::1\n" in conf and "tls-" not in conf
+    assert "[Unit]" not in redis("etc/systemd/system/redis-server.service.d/50-berth.conf.j2")
+
+
+def test_redis_remote_clients_over_tls_only():
+    settings = {"redis_remote_clients": ["10.0.0.11"], "redis_listen_addresses": ["10.0.0.5"]}
+    conf = redis("etc/redis/berth.conf.j2", **settings).splitlines()
+    assert "bind 127.0.0.1 -::1 10.0.0.5" in conf and "port 0" in conf
+    for line in ("tls-port 6379", "tls-cert-file /r.crt", "tls-key-file /r.key", "tls-auth-clients no"):
+        assert line in conf
+    unit = redis("etc/systemd/system/redis-server.service.d/50-berth.conf.j2", **settings)
     assert "After=network-online.target" in unit
