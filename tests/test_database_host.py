@@ -8,7 +8,7 @@ import pytest
 from ansible.plugins.filter.core import FilterModule as CoreFilters
 from ansible.plugins.filter.mathstuff import FilterModule as MathFilters
 
-from ansible_collections.berth.stack.plugins.filter.network import cidr
+from ansible_collections.berth.stack.plugins.filter.network import cidr, host_addresses
 
 ROLES = pathlib.Path(__file__).resolve().parent.parent / "roles"
 TEMPLATES = ROLES / "postgresql/templates"
@@ -36,6 +36,12 @@ def lines(text):
     ("db.example.net", ""), ("any", ""), ("192.0.2.300", ""), ("", "")])
 def test_cidr(value, network):
     assert cidr(value) == network
+
+
+def test_host_addresses():
+    facts = {"all_ipv4_addresses": ["10.0.0.5", "203.0.113.7"], "all_ipv6_addresses": ["fe80::1"]}
+    assert host_addresses(facts) == ["10.0.0.5/32", "203.0.113.7/32", "fe80::1/128"]
+    assert host_addresses({}) == []
 
 
 def test_local_only_by_default():

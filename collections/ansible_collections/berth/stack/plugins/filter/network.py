@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
-"""Filter berth.stack.cidr: an address or network in the CIDR form pg_hba.conf needs."""
+"""Filters berth.stack.cidr (an address or network in the CIDR form pg_hba.conf needs) and
+berth.stack.host_addresses (a host's own addresses, from its facts, in that form)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,12 @@ def cidr(value):
         return ""
 
 
+def host_addresses(facts):
+    """Every IPv4 and IPv6 address of the host's interfaces, from ansible_facts, as cidr gives."""
+    found = list(facts.get("all_ipv4_addresses") or []) + list(facts.get("all_ipv6_addresses") or [])
+    return [cidr(address) for address in found]
+
+
 class FilterModule:
     def filters(self):
-        return {"cidr": cidr}
+        return {"cidr": cidr, "host_addresses": host_addresses}
