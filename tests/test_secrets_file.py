@@ -6,7 +6,7 @@ import re
 import pytest
 
 from ansible_collections.berth.stack.plugins.module_utils.secrets_file import (
-    SecretsError, changed_between, generate, parse, plan, render, secret_id, view)
+    SecretsError, changed_between, follow, generate, parse, plan, render, secret_id, view)
 
 DAY = 86400
 DEFS = [
@@ -218,3 +218,40 @@ def test_what_changed_in_a_view():
     assert changed_between(view(text, []), view(rotated, [])) == ["JWT_SECRET", "JWT_SECRET_PREVIOUS"]
     assert changed_between("", view(text, [])) == ["JWT_SECRET", "SECRET_KEY"]
     assert changed_between("not an env file", view(text, ["SECRET_KEY"])) == ["JWT_SECRET"]
+
+
+# --- a host that keeps another host's secrets (a web server's, from the database server) ------
+
+LEADER_URL = {"DATABASE_URL": "postgresql://app:{JWT_SECRET}@localhost/app"}
+WEB_URL = {"DATABASE_URL": "postgresql://app:{JWT_SECRET}@10.0.0.5/app?sslmode=verify-full"}
+
+
+def test_a_follower_takes_the_leaders_values_and_derives_its_own():
+    leader, _ = run(provided={"SMTP_PASS": "relay-pass"}, derived=LEADER_URL)
+    text, report = follow("", leader, DEFS, WEB_URL)
+    values, lead = parse(text)[0], parse(leader)[0]
+    assert {n: values[n] for n in ("JWT_SECRET", "SECRET_KEY", "SMTP_PASS")} == \
+        {n: lead[n] for n in ("JWT_SECRET", "SECRET_KEY", "SMTP_PASS")}
+    assert values["DATABASE_URL"] == f"postgresql://app:{lead['JWT_SECRET']}@10.0.0.5/app?sslmode=verify-full"
+    assert report == {"followed": ["JWT_SECRET", "SECRET_KEY", "SMTP_PASS"], "derived": ["DATABASE_URL"]}
+    assert follow(text, leader, DEFS, WEB_URL) == (text, {"followed": [], "derived": []})
+
+
+def test_a_follower_keeps_the_leaders_overlap_and_its_end():
+    first, _ = run(derived=LEADER_URL)
+    rotated, _ = run(first, rotate=["JWT_SECRET"], now=2000, derived=LEADER_URL, make=lambda n, e: "r" * n)
+    web, _ = follow("", first, DEFS, WEB_URL)
+    web, report = follow(web, rotated, DEFS, WEB_URL)
+    assert report == {"followed": ["JWT_SECRET", "JWT_SECRET_PREVIOUS"], "derived": ["DATABASE_URL"]}
+    assert parse(web)[1] == {"JWT_SECRET": 2000}
+    assert parse(web)[0]["JWT_SECRET_PREVIOUS"] == parse(first)[0]["JWT_SECRET"]
+    expired, _ = run(rotated, now=2000 + 8 * DAY, derived=LEADER_URL)
+    web, report = follow(web, expired, DEFS, WEB_URL)
+    assert report == {"followed": ["JWT_SECRET_PREVIOUS"], "derived": []}
+    assert "JWT_SECRET_PREVIOUS" not in parse(web)[0] and parse(web)[1] == {}
+
+
+def test_a_follower_refuses_a_leader_without_its_secrets():
+    leader, _ = run(defs=DEFS[:1])
+    with pytest.raises(SecretsError, match="lacks SECRET_KEY: converge the host that keeps the secrets first"):
+        follow("", leader, DEFS, WEB_URL)

@@ -263,7 +263,13 @@ def plan(
             else:
                 report["expired"].append(name + PREVIOUS)
 
-    for name, template in sorted((derived or {}).items()):
+    _derive(values, derived or {}, by_name, old_values, report)
+    return render(values, rotated), report
+
+
+def _derive(values, derived, by_name, old_values, report):
+    """Adds the derived values to values (in place), naming the changed ones in the report."""
+    for name, template in sorted(derived.items()):
         if not NAME_RE.match(name) or name in by_name:
             raise SecretsError(f"derived value {name!r} must be UPPER_CASE and not a secret's name")
         _check_template(name, template)
@@ -274,4 +280,33 @@ def plan(
         if old_values.get(name) != values[name]:
             report["derived"].append(name)
 
+
+def follow(
+    text: str,
+    leader_text: str,
+    definitions: list[dict],
+    derived: dict[str, str] | None = None,
+) -> tuple[str, dict[str, list[str]]]:
+    """The next file text of a host that keeps another host's secrets (a web server, whose
+    secrets the database server generates): the leader's values and rotation lines, as they
+    are, and this host's own derived values (its URLs name the database server). Nothing is
+    generated, rotated or expired here: the leader does it. The report names the changes as
+    {followed, derived}."""
+    check_definitions(definitions)
+    old_values, _ = parse(text)
+    leader_values, leader_rotated = parse(leader_text)
+    derived = derived or {}
+    by_name = {item["name"]: item for item in definitions}
+    missing = [name for name, item in sorted(by_name.items())
+               if name not in leader_values
+               and (item.get("source", "generated") == "generated" or item.get("required", True))]
+    if missing:
+        raise SecretsError(f"the leader's secrets file lacks {', '.join(missing)}: "
+                           "converge the host that keeps the secrets first")
+    values = {n: v for n, v in leader_values.items() if n not in derived}
+    report: dict[str, list[str]] = {"followed": [], "derived": []}
+    report["followed"] = sorted(n for n in values.keys() | (old_values.keys() - derived.keys())
+                                if old_values.get(n) != values.get(n))
+    _derive(values, derived, by_name, old_values, report)
+    rotated = {n: t for n, t in leader_rotated.items() if n + PREVIOUS in values}
     return render(values, rotated), report

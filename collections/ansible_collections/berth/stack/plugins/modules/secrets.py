@@ -69,6 +69,13 @@ options:
     description: Values derived from secrets, NAME to a template whose {SECRET} fields are URL-quoted.
     type: dict
     default: {}
+  leader:
+    description:
+      - The text of the secrets file of the host that keeps these secrets (the database server,
+        for a web server). Its values and rotation lines are taken as they are; nothing is
+        generated, rotated or expired here, and only I(derived) is rendered for this host.
+      - I(provided), I(rotate), I(retire) and I(force) are then ignored (the leader's run applies them).
+    type: str
   views:
     description:
       - Files that each give one reader the values it uses, the file's values but the withheld
@@ -99,9 +106,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed_names: {description: Every name whose value changed (no values)., type: list, returned: always}
-generated: {description: Secrets created on this run., type: list, returned: always}
-rotated: {description: Secrets rotated on this run., type: list, returned: always}
-expired: {description: NAME_PREVIOUS values removed on this run (expired or retired)., type: list, returned: always}
+generated: {description: Secrets created on this run., type: list, returned: without leader}
+rotated: {description: Secrets rotated on this run., type: list, returned: without leader}
+expired: {description: NAME_PREVIOUS values removed on this run (expired or retired)., type: list, returned: without leader}
+followed: {description: Names taken from the leader's file on this run (with I(leader))., type: list, returned: with leader}
 views: {description: Per view path, the names whose value in it changed (no values)., type: dict, returned: always}
 """
 
@@ -112,7 +120,8 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.berth.stack.plugins.module_utils.secrets_file import SecretsError, changed_between, plan, view
+from ansible_collections.berth.stack.plugins.module_utils.secrets_file import (
+    SecretsError, changed_between, follow, plan, view)
 
 
 def _write_atomically(path, text, uid, gid, mode):
@@ -190,6 +199,7 @@ def main():
             "force": {"type": "bool", "default": False},
             "overlap": {"type": "int", "default": 604800},
             "derived": {"type": "dict", "default": {}},
+            "leader": {"type": "str", "no_log": True},
             "views": {"type": "list", "elements": "dict", "default": [], "options": {
                 "path": {"type": "path", "required": True},
                 "group": {"type": "str", "required": True},
@@ -207,9 +217,12 @@ def main():
     text = _read(path)
     provided = {k: "" if v is None else str(v) for k, v in p["provided"].items()}
     try:
-        new_text, report = plan(
-            text, p["secrets"], provided, p["rotate"], p["overlap"], int(time.time()), p["derived"],
-            retire=p["retire"], force=p["force"])
+        if p["leader"] is not None:
+            new_text, report = follow(text, p["leader"], p["secrets"], p["derived"])
+        else:
+            new_text, report = plan(
+                text, p["secrets"], provided, p["rotate"], p["overlap"], int(time.time()), p["derived"],
+                retire=p["retire"], force=p["force"])
         views = [(v, _read(v["path"]), view(new_text, v["withhold"])) for v in p["views"]]
         view_changes = {v["path"]: changed_between(old, new) for v, old, new in views}
     except SecretsError as err:
