@@ -23,15 +23,21 @@ def load(path):
     return LOADER.load_from_file(str(path), trusted_as_template=True) or {} if path.exists() else {}
 
 
-def render(settings):
-    variables = {}
+def render(settings, host="host1", groups=None, hosts=None):
+    """The contract as HOST sees it in an inventory of GROUPS (default: HOST alone in berth),
+    HOSTS giving each host's own variables."""
+    groups = groups or {"berth": [host]}
+    variables = {"inventory_hostname": host, "groups": {"all": groups["berth"], **groups}}
     for role in ROLES:
         variables.update(load(ROOT / "roles" / role / "defaults" / "main.yml"))
     for role in ROLES:
         variables.update(load(ROOT / "roles" / role / "vars" / "main.yml"))
     variables.update(load(ROOT / "group_vars" / "all.yml"))
     variables.update(settings)
+    variables.update((hosts or {}).get(host, {}))
     variables.update(load(ROOT / "group_vars" / "berth.yml"))
+    variables["hostvars"] = {name: {**variables, **own} if name == host else own
+                             for name, own in (hosts or {host: {}}).items()}
     templar = Templar(loader=LOADER, variables=variables)
     return lambda name: templar.template(trust_as_template("{{ %s }}" % name))
 
@@ -156,17 +162,54 @@ def test_behind_a_trusted_proxy_fail2ban_bans_into_the_list_nginx_reads():
     assert render({})("firewall_fail2ban_nginx_banlist") == render({})("nginx_banlist") == ""
 
 
-def test_a_database_host_opens_postgresql_and_redis_to_their_remote_clients_alone():
-    v = render({"berth_database": "postgresql", "postgresql_remote_clients": ["10.0.0.11", "10.0.1.0/24"],
-                "postgresql_listen_addresses": ["10.0.0.5"], "redis_remote_clients": ["10.0.0.12"],
-                "redis_listen_addresses": ["10.0.0.5"], "redis_tls_port": 6390})
+SPLIT = {"berth": ["db", "web1", "web2"], "berth_db": ["db"], "berth_web": ["web1", "web2"]}
+ADDRESSES = {"db": {"berth_private_address": "10.0.0.5"}, "web1": {"berth_private_address": "10.0.0.11"},
+             "web2": {"berth_private_address": "10.0.0.12"}}
+
+
+def split(host, **settings):
+    return render({"berth_database": "postgresql", **settings}, host, SPLIT, ADDRESSES)
+
+
+def test_one_host_holds_the_whole_stack():
+    v = render({"berth_database": "postgresql"})
+    assert v("berth_host_is_db") and v("berth_host_is_web") and not v("berth_database_remote")
+    assert v("postgresql_remote_clients") == v("redis_remote_clients") == v("firewall_service_rules") == []
+    assert v("secrets_leader_host") == ""
+    # hosts of berth without the groups: each one its own stack
+    v = render({"berth_database": "postgresql"}, "b", {"berth": ["a", "b"]}, {"a": {}, "b": {}})
+    assert v("berth_db_host") == "b" and v("berth_web_hosts") == ["b"] and v("secrets_leader_host") == ""
+
+
+def test_a_database_server_serves_the_web_servers_alone_over_tls():
+    v = split("db", berth_database_clients=["10.0.1.0/24"], redis_tls_port=6390)
+    assert v("berth_host_is_db") and not v("berth_host_is_web")
+    assert v("postgresql_remote_clients") == v("redis_remote_clients") == ["10.0.0.11", "10.0.0.12", "10.0.1.0/24"]
+    assert v("postgresql_listen_addresses") == v("redis_listen_addresses") == ["10.0.0.5"]
     assert v("firewall_service_rules") == [
         {"from": source, "port": 5432, "proto": "tcp", "rule": "allow", "comment": "postgresql client"}
-        for source in ("10.0.0.11", "10.0.1.0/24")] + [
-        {"from": "10.0.0.12", "port": 6390, "proto": "tcp", "rule": "allow", "comment": "redis client"}]
-    assert render({"berth_database": "postgresql"})("firewall_service_rules") == []
-    # no server for them to reach: the port stays closed
-    assert render({"postgresql_remote_clients": ["10.0.0.11"]})("firewall_service_rules") == []
+        for source in ("10.0.0.11", "10.0.0.12", "10.0.1.0/24")] + [
+        {"from": source, "port": 6390, "proto": "tcp", "rule": "allow", "comment": "redis client"}
+        for source in ("10.0.0.11", "10.0.0.12", "10.0.1.0/24")]
+    assert v("berth_backup_here") and v("monitor_backup_unit") and v("monitor_health_name") == ""
+    assert v("secrets_leader_host") == ""
+
+
+def test_a_web_server_keeps_the_database_servers_secrets_and_pins_its_certificates():
+    v = split("web2")
+    assert v("berth_host_is_web") and not v("berth_host_is_db") and v("berth_database_remote")
+    assert v("secrets_leader_host") == "db"
+    assert v("postgresql_remote_clients") == v("firewall_service_rules") == []
+    derived = v("secrets_derived")
+    assert derived["DATABASE_URL"] == (
+        "postgresql://app_{DATABASE_PASSWORD:id}:{DATABASE_PASSWORD}@10.0.0.5:5432/app"
+        f"?sslmode=verify-full&sslrootcert={v('berth_layout.postgresql_pin')}")
+    assert derived["REDIS_URL"] == (
+        f"rediss://app:{{REDIS_PASSWORD}}@10.0.0.5:6379/0?ssl_ca_certs={v('berth_layout.redis_pin')}")
+    assert not v("berth_backup_here") and v("monitor_backup_unit") == "" and v("monitor_backup_remotes") == []
+    # the certificates are where the database server's roles make them
+    assert v("berth_postgresql_certificate") == v("postgresql_tls_certificate")
+    assert v("berth_redis_certificate") == v("redis_tls_certificate")
 
 
 def test_the_units_a_restore_stops(v):

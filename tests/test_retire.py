@@ -1,8 +1,8 @@
 """Retiring and purging apps (playbooks/tasks/retire-apps.yml with retire-found.yml, and
-purge-apps.yml, wired as in playbooks/provision.yml), run by ansible-playbook on the controller
-against records in a temporary directory, with the roles' retire and purge entry points stubbed
-(they act on the host's systemd, certbot and PostgreSQL: molecule tests them); and the
-preflight's refusal to purge an app still listed."""
+purge-apps.yml, wired as in playbooks/tasks/provision-host.yml), run by ansible-playbook on the
+controller against records in a temporary directory, with the roles' retire and purge entry
+points stubbed (they act on the host's systemd, certbot and PostgreSQL: molecule tests them);
+and the preflight's refusal to purge an app still listed."""
 
 import json
 import os
@@ -38,10 +38,14 @@ def project_dir(tmp_path):
     for (role, entry), var in STUBS.items():
         (tmp_path / "roles" / role / "tasks").mkdir(parents=True, exist_ok=True)
         (tmp_path / "roles" / role / "tasks" / f"{entry}.yml").write_text(STUB.format(role=role, entry=entry, var=var))
-    # provision.yml's tasks after the turns, as they are
-    provision = yaml.safe_load((ROOT / "playbooks" / "provision.yml").read_text())
-    after_turns = [task for task in provision[-1]["tasks"] if "each-app" not in str(task)]
+    # provision.yml's tasks after the turns (tasks/provision-host.yml), as they are, but for the
+    # path of the files they include, beside them there
+    tasks = yaml.safe_load((ROOT / "playbooks" / "tasks" / "provision-host.yml").read_text())
+    after_turns = [task for task in tasks if "each-app" not in str(task)]
     assert len(after_turns) == 2
+    for task in after_turns:
+        include = task["ansible.builtin.include_tasks"]
+        include["file"] = "tasks/" + include["file"]
     play = [{"name": "After the turns", "hosts": "all", "gather_facts": False, "tasks": after_turns}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
     (tmp_path / "records").mkdir()
