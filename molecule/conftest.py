@@ -69,6 +69,23 @@ def pytest_configure(config):
         config.option.connection = None
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test module's testinfra_hosts (specs from host_spec) names the hosts its tests run on:
+    --hosts, which pytest_configure sets, would otherwise run every test on every host."""
+    kept, dropped = [], []
+    for item in items:
+        wanted = getattr(item.module, "testinfra_hosts", None)
+        host = item.callspec.params.get("_testinfra_host") if hasattr(item, "callspec") else None
+        if wanted is not None and host is not None \
+                and host.backend.get_pytest_id() not in {spec.split("?")[0] for spec in wanted}:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def container_ip(name):
     """The instance's address on the podman network."""
     out = subprocess.run(["podman", "inspect", name], check=True, capture_output=True, text=True)

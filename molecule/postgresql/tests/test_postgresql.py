@@ -8,8 +8,11 @@ import urllib.parse
 import pytest
 
 import backup_checks as checks
-from conftest import ansible_playbook, as_app, exposure, recap_changed
+from conftest import ansible_playbook, as_app, exposure, host_spec, recap_changed
 
+# the database server (test_web_server.py: its web server)
+testinfra_hosts = [host_spec("postgresql-debian12")]
+WEB = "postgresql-web"
 ENV = "/etc/berth/demoapp/secrets.env"
 CERT = "/etc/ssl/berth-postgresql/server.crt"
 
@@ -156,9 +159,18 @@ def test_remote_round_trip(host):
     checks.check_remote_check_unit(host, ["rest", "s3"])
 
 
+def web_connect(host, statement):
+    """As the app on the web server, with the URL it has there."""
+    web = host.get_host(host_spec(WEB))
+    env = "/etc/berth/demoapp/app-secrets.env"
+    return web.run(f"systemd-run --quiet --pipe --wait -p EnvironmentFile={env} -p User=demoapp "
+                   f"sh -c 'psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -qtAc \"{statement}\"'")
+
+
 def test_password_rotation_keeps_running_processes_connected(host):
     old_url = database_url(host)
     sql(host, "CREATE TABLE IF NOT EXISTS rotation_probe (n int)")
+    web_login = web_connect(host, "SELECT session_user").stdout.strip()
     code, out = ansible_playbook("converge.yml", "--tags", "secrets,database",
                                  "-e", "rotate_secrets=DATABASE_PASSWORD")
     assert code == 0, out[-3000:]
@@ -172,6 +184,8 @@ def test_password_rotation_keeps_running_processes_connected(host):
     assert connect(host, new_url, "CREATE TABLE rotation_new (n int)").rc == 0
     owner = sql(host, "SELECT tableowner FROM pg_tables WHERE tablename = 'rotation_new'")
     assert owner == "demoapp"
+    # the web server took the new password in the same run, and logs in with it
+    assert web_connect(host, "SELECT session_user").stdout.strip() == sql(host, "SELECT session_user") != web_login
 
     # the overlap ends: the old password no longer logs in, the new one does
     code, out = ansible_playbook("converge.yml", "--tags", "secrets,database", "-e", "secrets_overlap=0")
@@ -181,5 +195,6 @@ def test_password_rotation_keeps_running_processes_connected(host):
     logins = host.check_output("runuser -u postgres -- psql -tAc "
                                "\"SELECT count(*) FROM pg_roles WHERE rolname ~ '^demoapp_'\"")
     assert logins == "1"
+    assert web_connect(host, "SELECT count(*) FROM rotation_probe").stdout.strip() == "2"
     code, out = ansible_playbook("converge.yml", "--tags", "secrets,database")
     assert code == 0 and recap_changed(out) == 0, out[-3000:]
