@@ -12,9 +12,6 @@ UNIT = "berth-backup-demoapp"
 CONFIG = "/etc/berth/demoapp-backup.json"
 STATUS = "/var/lib/berth/demoapp/backup-status.json"
 SHARED = "/srv/demoapp/shared"
-# restore.yml across hosts wants the web servers' apps stopped: the postgresql scenario's web
-# server runs no app (the sqlite scenario is one host: the flag changes nothing there)
-NO_WEB_APPS = ("-e", "berth_web_apps_stopped=true")
 
 
 def tool(host, run_as, *args):
@@ -59,7 +56,7 @@ def check_backup_restore_round_trip(host, run_as, sql):
     assert status["ok"] is True and status["backup"] == newest, status
     sql(host, "DELETE FROM drill_notes WHERE text = 'keep me'")
     assert "keep me" not in sql(host, "SELECT text FROM drill_notes")
-    code, out = ansible_playbook("../../playbooks/restore.yml", *NO_WEB_APPS, "-e", f"backup={newest}")
+    code, out = ansible_playbook("../../playbooks/restore.yml", "-e", f"backup={newest}")
     assert code == 0, out[-3000:]
     assert "keep me" in sql(host, "SELECT text FROM drill_notes")
     # the restore kept a safety backup of what it replaced
@@ -73,7 +70,7 @@ def check_flipped_bytes(host, run_as, dump_name):
     size = int(host.check_output(f"stat -c %s {dump}"))
     host.check_output(
         f"printf '\\xff\\x00\\xff' | dd of={dump} bs=1 seek={size // 2} conv=notrunc status=none")
-    code, out = ansible_playbook("../../playbooks/restore.yml", *NO_WEB_APPS, "-e", f"backup={newest}")
+    code, out = ansible_playbook("../../playbooks/restore.yml", "-e", f"backup={newest}")
     assert code != 0
     assert "checksum mismatch" in out
     drill = tool(host, run_as, "drill")
@@ -137,7 +134,7 @@ def check_remote_round_trip(host, sql, remotes, secret_values):
     host.check_output("find /var/backups/berth/demoapp -mindepth 1 -delete")
     sql(host, "DELETE FROM remote_notes")
     host.check_output(f"rm {SHARED}/uploads/photo.txt && runuser -u demoapp -- touch {SHARED}/later.txt")
-    code, out = ansible_playbook("../../playbooks/restore.yml", *NO_WEB_APPS, "-e", "snapshot=latest", "-e", f"remote={remotes[-1]}")
+    code, out = ansible_playbook("../../playbooks/restore.yml", "-e", "snapshot=latest", "-e", f"remote={remotes[-1]}")
     assert code == 0, out[-3000:]
     assert sql(host, "SELECT text FROM remote_notes") == "offsite"
     assert host.check_output(f"runuser -u demoapp -- cat {SHARED}/uploads/photo.txt") == "uploaded"
