@@ -192,6 +192,7 @@ def test_a_database_server_serves_the_web_servers_alone_over_tls():
         {"from": source, "port": 6390, "proto": "tcp", "rule": "allow", "comment": "redis client"}
         for source in ("10.0.0.11", "10.0.0.12", "10.0.1.0/24")]
     assert v("berth_backup_here") and v("monitor_backup_unit") and v("monitor_health_name") == ""
+    assert not v("firewall_web") and v("firewall_web_rules") == []
     assert v("secrets_leader_host") == ""
 
 
@@ -199,6 +200,7 @@ def test_a_web_server_keeps_the_database_servers_secrets_and_pins_its_certificat
     v = split("web2")
     assert v("berth_host_is_web") and not v("berth_host_is_db") and v("berth_database_remote")
     assert v("secrets_leader_host") == "db"
+    assert v("firewall_web") and [rule["port"] for rule in v("firewall_web_rules")] == [80, 443]
     assert v("postgresql_remote_clients") == v("firewall_service_rules") == []
     derived = v("secrets_derived")
     assert derived["DATABASE_URL"] == (
