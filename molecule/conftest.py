@@ -86,6 +86,21 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
 
 
+def reaches_a_listener(host, ip, port, other):
+    """Whether `other` connects to a listener on host's address ip:port (PostgreSQL and Redis may
+    hold the port on loopback), proven to answer on the host, so that only the firewall can keep
+    the other host out."""
+    host.run(f"systemd-run --quiet --collect --unit=berth-test-listen-{port} "
+             f"python3 -c 'import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
+             f"socket.SO_REUSEADDR, 1); s.bind((\"{ip}\", {port})); s.listen(); time.sleep(60)'")
+    try:
+        assert host.run(f"bash -c 'for i in $(seq 50); do (</dev/tcp/{ip}/{port}) 2>/dev/null && exit 0; "
+                        f"sleep 0.1; done; exit 1'").rc == 0, "the test listener did not start"
+        return other.run(f"timeout 5 bash -c '</dev/tcp/{ip}/{port}'").rc == 0
+    finally:
+        host.run(f"systemctl stop berth-test-listen-{port}")
+
+
 def container_ip(name):
     """The instance's address on the podman network."""
     out = subprocess.run(["podman", "inspect", name], check=True, capture_output=True, text=True)

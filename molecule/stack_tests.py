@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 import web_client as web
-from conftest import ansible_playbook, container_ip, host_spec
+from conftest import ansible_playbook, container_ip, host_spec, reaches_a_listener
 from smtp_sink import Sink
 
 APP = "demoapp"
@@ -106,18 +106,7 @@ def test_redis_on_its_socket_only(host):
 
 @pytest.mark.parametrize("port", [5432, 6379, 8000, 8080, 25, 3306, 9100])
 def test_closed_to_an_outsider(host, site, port):
-    outsider = host.get_host(host_spec(f"{SCENARIO}-outsider"))
-    # A listener on the host's own address (PostgreSQL and Redis hold the port on loopback),
-    # proven to answer on the host, so only the firewall can keep the outsider out.
-    host.run(f"systemd-run --quiet --collect --unit=berth-test-listen-{port} "
-             f"python3 -c 'import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
-             f"socket.SO_REUSEADDR, 1); s.bind((\"{site['ip']}\", {port})); s.listen(); time.sleep(60)'")
-    try:
-        assert host.run(f"bash -c 'for i in $(seq 50); do (</dev/tcp/{site['ip']}/{port}) 2>/dev/null && exit 0; "
-                        f"sleep 0.1; done; exit 1'").rc == 0, "the test listener did not start"
-        assert outsider.run(f"timeout 5 bash -c '</dev/tcp/{site['ip']}/{port}'").rc != 0
-    finally:
-        host.run(f"systemctl stop berth-test-listen-{port}")
+    assert not reaches_a_listener(host, site["ip"], port, host.get_host(host_spec(f"{SCENARIO}-outsider")))
 
 
 # --- data: backup, restore -------------------------------------------------------------------

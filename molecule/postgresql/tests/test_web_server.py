@@ -2,7 +2,11 @@
 host: it keeps that host's secrets and reaches its PostgreSQL and Redis over TLS only, verifying
 their pinned certificates, with the URLs the app gets."""
 
-from conftest import as_app, host_spec
+import json
+
+import pytest
+
+from conftest import as_app, host_spec, reaches_a_listener
 
 testinfra_hosts = [host_spec("postgresql-web")]
 DB, DB_IP = "postgresql-debian12", "10.88.0.121"
@@ -64,3 +68,32 @@ def test_without_tls_both_refuse(host):
     assert postgresql.rc != 0 and "no encryption" in postgresql.stderr, postgresql.stderr
     redis = host.run(f"timeout 5 redis-cli -h {DB_IP} -p 6379 PING")
     assert "PONG" not in redis.stdout, redis.stdout
+
+
+def ready(host):
+    out = host.check_output("curl -sS --max-time 10 --unix-socket /run/demoapp/demoapp.sock "
+                            "-w '\\n%{http_code}' http://localhost/health/ready")
+    body, status = out.rsplit("\n", 1)
+    return int(status), json.loads(body)
+
+
+def test_the_app_is_ready_with_both(host):
+    # its own drivers: psycopg (libpq) with the URL's sslmode and root, redis-py with rediss://
+    status, body = ready(host)
+    assert status == 200 and body["checks"] == {"database": "ok", "redis": "ok"}, body
+
+
+def test_the_restores_stopped_the_app_and_started_it_again(host):
+    # test_postgresql.py restored on the database server (backup_checks): each restore.yml
+    # stopped the socket here, then started it; the app answers again
+    # systemd's "unit stopped" message, whatever its wording
+    stops = host.check_output("journalctl -q -o cat UNIT=demoapp.socket "
+                              "MESSAGE_ID=9d1aaa27d60140bd96365438aad20286 | wc -l")
+    assert int(stops) >= 3, stops
+    assert ready(host)[0] == 200
+
+
+@pytest.mark.parametrize("port", [80, 443])
+def test_the_database_server_keeps_the_web_ports_closed(host, port):
+    # it serves no web (firewall_web false there); this web server stands in for anyone
+    assert not reaches_a_listener(host.get_host(host_spec(DB)), DB_IP, port, host)
