@@ -159,18 +159,15 @@ def test_remote_round_trip(host):
     checks.check_remote_check_unit(host, ["rest", "s3"])
 
 
-def web_connect(host, statement):
+def web_sql(host, statement):
     """As the app on the web server, with the URL it has there."""
-    web = host.get_host(host_spec(WEB))
-    env = "/etc/berth/demoapp/app-secrets.env"
-    return web.run(f"systemd-run --quiet --pipe --wait -p EnvironmentFile={env} -p User=demoapp "
-                   f"sh -c 'psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -qtAc \"{statement}\"'")
+    return sql(host.get_host(host_spec(WEB)), statement)
 
 
 def test_password_rotation_keeps_running_processes_connected(host):
     old_url = database_url(host)
     sql(host, "CREATE TABLE IF NOT EXISTS rotation_probe (n int)")
-    web_login = web_connect(host, "SELECT session_user").stdout.strip()
+    web_login = web_sql(host, "SELECT session_user")
     code, out = ansible_playbook("converge.yml", "--tags", "secrets,database",
                                  "-e", "rotate_secrets=DATABASE_PASSWORD")
     assert code == 0, out[-3000:]
@@ -185,7 +182,7 @@ def test_password_rotation_keeps_running_processes_connected(host):
     owner = sql(host, "SELECT tableowner FROM pg_tables WHERE tablename = 'rotation_new'")
     assert owner == "demoapp"
     # the web server took the new password in the same run, and logs in with it
-    assert web_connect(host, "SELECT session_user").stdout.strip() == sql(host, "SELECT session_user") != web_login
+    assert web_sql(host, "SELECT session_user") == sql(host, "SELECT session_user") != web_login
 
     # the overlap ends: the old password no longer logs in, the new one does
     code, out = ansible_playbook("converge.yml", "--tags", "secrets,database", "-e", "secrets_overlap=0")
@@ -195,6 +192,6 @@ def test_password_rotation_keeps_running_processes_connected(host):
     logins = host.check_output("runuser -u postgres -- psql -tAc "
                                "\"SELECT count(*) FROM pg_roles WHERE rolname ~ '^demoapp_'\"")
     assert logins == "1"
-    assert web_connect(host, "SELECT count(*) FROM rotation_probe").stdout.strip() == "2"
+    assert web_sql(host, "SELECT count(*) FROM rotation_probe") == "2"
     code, out = ansible_playbook("converge.yml", "--tags", "secrets,database")
     assert code == 0 and recap_changed(out) == 0, out[-3000:]
