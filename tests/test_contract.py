@@ -214,6 +214,45 @@ def test_a_web_server_keeps_the_database_servers_secrets_and_pins_its_certificat
     assert v("berth_redis_certificate") == v("redis_tls_certificate")
 
 
+BALANCED = {**SPLIT, "berth": SPLIT["berth"] + ["lb"], "berth_lb": ["lb"]}
+LB_ADDRESSES = {**ADDRESSES, "lb": {"berth_private_address": "10.0.0.2"}}
+
+
+def balanced(host, **settings):
+    return render({"berth_database": "postgresql", **settings}, host, BALANCED, LB_ADDRESSES)
+
+
+def test_a_balancer_answers_the_names_and_proxies_to_the_web_servers():
+    v = balanced("lb", berth_backend_port=8081)
+    assert v("berth_host_is_lb") and v("berth_host_is_front") and not v("berth_host_is_web")
+    assert not v("berth_host_is_db") and not v("berth_database_remote") and v("secrets_leader_host") == "db"
+    assert v("nginx_upstream_servers") == v("berth_backends") == ["10.0.0.11:8081", "10.0.0.12:8081"]
+    assert v("nginx_backend_listen") == "" and v("nginx_backend_balancers") == []
+    assert v("firewall_web") and v("firewall_service_rules") == []
+    assert v("nginx_static_dir") == "" and v("nginx_shared_locations") == {}
+    assert v("monitor_health_name") == v("berth_domains")[0] and not v("berth_backup_here")
+
+
+def test_a_web_server_behind_the_balancer_serves_it_alone():
+    v = balanced("web1", berth_shared_public={"/media/": "media"}, nginx_trusted_proxies=["203.0.113.0/24"])
+    assert v("berth_behind_lb") and not v("berth_host_is_front") and v("berth_rolling")
+    assert v("nginx_backend_listen") == "10.0.0.11:8080" and v("nginx_backend_balancers") == ["10.0.0.2"]
+    assert v("nginx_upstream_servers") == [] and v("berth_backends") == ["10.0.0.11:8080", "10.0.0.12:8080"]
+    assert not v("firewall_web") and v("firewall_service_rules") == [
+        {"from": "10.0.0.2", "port": 8080, "proto": "tcp", "rule": "allow", "comment": "load balancer"}]
+    assert v("nginx_static_dir") == v("berth_layout.static_dir") and v("nginx_shared_locations") == {"/media/": "media"}
+    # the balancer's address is believed, not the proxies before it: the balancer's own job
+    assert v("nginx_real_ip_from") == ["10.0.0.2"] and v("nginx_real_ip_from_header") == "X-Forwarded-For"
+    assert v("nginx_banlist") == "" and v("monitor_health_name") == ""
+    assert v("berth_database_remote") and v("secrets_leader_host") == "db"
+
+
+def test_one_web_server_behind_a_balancer_is_not_rolled():
+    groups = {**BALANCED, "berth": ["db", "web1", "lb"], "berth_web": ["web1"]}
+    v = render({"berth_database": "postgresql"}, "web1", groups, LB_ADDRESSES)
+    assert v("berth_behind_lb") and not v("berth_rolling")
+
+
 def test_the_units_a_restore_stops(v):
     units = v("backup_app_units")
     assert units[:2] == [v("app_service") + ".socket", v("app_service") + ".service"]

@@ -18,6 +18,7 @@ def check(host, groups=None, addresses=None, **settings):
     v = render({"berth_database": "postgresql", **settings}, host, groups, addresses or ADDRESSES)
     variables = {"groups": {"all": groups["berth"], **groups}, "inventory_hostname": host,
                  "berth_database": v("berth_database"), "berth_private_address": v("berth_private_address"),
+                 "berth_backend_port": v("berth_backend_port"),
                  "ansible_facts": {"all_ipv4_addresses": FACTS[host], "all_ipv6_addresses": []}}
     templar = Templar(loader=LOADER, variables=variables)
     assert templar.template(trust_as_template("{{ %s }}" % CHECK["when"]))
@@ -58,3 +59,33 @@ def test_sqlite_belongs_to_one_host():
 def test_a_private_address_of_the_hosts_own(address):
     passed, message = check("db", addresses={**ADDRESSES, "db": {"berth_private_address": address}})
     assert not passed and f"(got '{address}'; this host has 10.0.0.5, 203.0.113.20)" in message
+
+
+BALANCED = {**SPLIT, "berth": SPLIT["berth"] + ["lb"], "berth_lb": ["lb"]}
+LB_ADDRESSES = {**ADDRESSES, "lb": {"berth_private_address": "10.0.0.2"}}
+FACTS["lb"] = ["10.0.0.2", "203.0.113.30"]
+
+
+@pytest.mark.parametrize("host", ["db", "web1", "lb"])
+def test_a_balancer_of_its_own_passes(host):
+    assert check(host, BALANCED, LB_ADDRESSES)[0]
+
+
+@pytest.mark.parametrize("groups, got", [
+    ({**BALANCED, "berth_lb": ["lb", "web1"]}, "(got lb, web1)"),
+    ({**BALANCED, "berth_web": ["web1", "web2", "lb"]}, "(got lb)"),
+])
+def test_one_balancer_of_its_own(groups, got):
+    passed, message = check("lb", groups, LB_ADDRESSES)
+    assert not passed and f"at most one, of its own, in berth_lb {got}" in message
+
+
+def test_a_balancer_needs_a_database_server():
+    groups = {"berth": ["web1", "lb"], "berth_web": ["web1"], "berth_lb": ["lb"]}
+    passed, message = check("lb", groups, LB_ADDRESSES)
+    assert not passed and "one host in berth_db (got none)" in message
+
+
+def test_the_backend_port_is_a_port():
+    passed, message = check("web1", BALANCED, LB_ADDRESSES, berth_backend_port=70000)
+    assert not passed and "berth_backend_port is a port (got 70000)" in message
