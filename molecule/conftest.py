@@ -184,3 +184,15 @@ def exposure(host, unit):
     """systemd-analyze security's overall exposure of a unit (0 best, 10 worst)."""
     last = host.check_output(f"systemd-analyze security --no-pager {unit} | tail -n 1")
     return float(last.split(": ", 1)[1].split()[0])
+
+
+def break_readiness(path):
+    """Edit the reference app's copy at path: a release whose readiness check fails."""
+    app = os.path.join(path, "berth_demo", "app.py")
+    with open(app, encoding="utf-8") as fh:
+        text = fh.read()
+    assert 'probe, "redis", cache.ping' in text
+    text = text.replace('probe, "redis", cache.ping', 'probe, "redis", broken_check')
+    text += '\n\ndef broken_check():\n    raise RuntimeError("deliberately broken release")\n'
+    with open(app, "w", encoding="utf-8") as fh:
+        fh.write(text)

@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from conftest import ansible_playbook, exposure, recap_changed
+from conftest import ansible_playbook, break_readiness, exposure, recap_changed
 
 APP = "demoapp"
 HOME = f"/srv/{APP}"
@@ -307,17 +307,6 @@ def test_workers_moved_to_the_second_release(host):
 
 
 # --- a broken release -----------------------------------------------------------------------
-
-def break_readiness(path):
-    app = os.path.join(path, "berth_demo", "app.py")
-    with open(app, encoding="utf-8") as fh:
-        text = fh.read()
-    assert 'probe, "redis", cache.ping' in text
-    text = text.replace('probe, "redis", cache.ping', 'probe, "redis", broken_check')
-    text += '\n\ndef broken_check():\n    raise RuntimeError("deliberately broken release")\n'
-    with open(app, "w", encoding="utf-8") as fh:
-        fh.write(text)
-
 
 def test_broken_release_fails_and_the_previous_keeps_serving(host, ephemeral_dir):
     broken = source_copy(ephemeral_dir, "broken", break_readiness)
