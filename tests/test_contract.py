@@ -247,6 +247,12 @@ def test_a_web_server_behind_the_balancer_serves_it_alone():
     assert v("berth_database_remote") and v("secrets_leader_host") == "db"
 
 
+def test_web_servers_without_a_balancer_ask_each_other_for_challenges():
+    assert split("web1")("nginx_acme_peers") == ["10.0.0.12:80"]
+    assert split("db")("nginx_acme_peers") == render({})("nginx_acme_peers") == []
+    assert balanced("web1")("nginx_acme_peers") == balanced("lb")("nginx_acme_peers") == []
+
+
 def test_one_web_server_behind_a_balancer_is_not_rolled():
     groups = {**BALANCED, "berth": ["db", "web1", "lb"], "berth_web": ["web1"]}
     v = render({"berth_database": "postgresql"}, "web1", groups, LB_ADDRESSES)

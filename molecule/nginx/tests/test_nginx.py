@@ -123,6 +123,33 @@ def test_acme_challenge_served_on_http(host, site):
     assert web.plain_http(site["ip"], "/.well-known/acme-challenge/missing", DOMAIN)[0] == 404
 
 
+def test_acme_challenge_asked_of_the_peers(host, site, tmp_path):
+    # Several web servers behind DNS: a challenge this one lacks is asked of its peers, here a
+    # server on this machine (berth: the other web servers' port 80), and never passed on by one.
+    token = f"berth-peer-{time.time_ns()}"
+    challenges = tmp_path / ".well-known" / "acme-challenge"
+    challenges.mkdir(parents=True)
+    (challenges / token).write_text(token)
+    peer = subprocess.Popen(["python3", "-m", "http.server", "--bind", "10.88.0.1", "18089",
+                             "--directory", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        code, out = ansible_playbook("converge.yml", "--tags", "nginx",
+                                     "-e", json.dumps({"nginx_acme_peers": ["10.88.0.1:18089"]}))
+        assert code == 0, out[-3000:]
+        status, _, body = web.plain_http(site["ip"], f"/.well-known/acme-challenge/{token}", DOMAIN)
+        assert status == 200 and body.decode().strip() == token
+        assert web.plain_http(site["ip"], "/.well-known/acme-challenge/missing", DOMAIN)[0] == 404
+        conn = http.client.HTTPConnection(site["ip"], 80, timeout=10)
+        conn.request("GET", f"/.well-known/acme-challenge/{token}", headers={"Host": DOMAIN, "X-Berth-Acme-Peer": "1"})
+        assert conn.getresponse().status == 404
+        conn.close()
+    finally:
+        peer.terminate()
+        code, out = ansible_playbook("converge.yml", "--tags", "nginx")
+    assert code == 0, out[-3000:]
+    assert web.plain_http(site["ip"], f"/.well-known/acme-challenge/{token}", DOMAIN)[0] == 404
+
+
 def test_unknown_host_dropped_on_http(site):
     with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
         web.plain_http(site["ip"], "/", "unknown.berth.test")
