@@ -1,7 +1,8 @@
 """The full-stack checks, shared by the stack-* scenarios (each tests/test_stack.py imports them):
 site.yml's result as its users see it, through nginx with TLS verified against Pebble's root
 only, and as an outsider sees the host's ports. In file order: the converged stack, the
-backup/restore round trip, the test e-mail. stack_load_tests.py adds the work under load."""
+backup/restore round trip, the test e-mail. The work under load (a redeploy, a rotation of every
+secret): molecule/postgresql, through its load balancer."""
 
 import json
 import os
@@ -60,6 +61,21 @@ def token(site, sub):
     status, body = web.post_json(**site, path="/api/token", payload={"sub": sub})
     assert status == 200, body
     return body["token"]
+
+
+# A value the app encrypts at rest with ENCRYPTION_KEY (examples/app: berth_demo/sealed.py).
+SEALED = "card", {"value": "4111 1111 1111 1111"}
+
+
+def sealed(site):
+    status, _, body = web.get(**site, path=f"/api/sealed/{SEALED[0]}")
+    return status, json.loads(body)
+
+
+def put_sealed(site):
+    status, _, _ = web.get(**site, path=f"/api/sealed/{SEALED[0]}", method="PUT",
+                           headers={"Content-Type": "application/json"}, body=json.dumps(SEALED[1]))
+    return status
 
 
 # --- the converged stack -------------------------------------------------------------------

@@ -24,7 +24,7 @@ UPSTREAMS = "/etc/nginx/berth-upstreams/demoapp.conf"
 
 @pytest.fixture(scope="module")
 def site():
-    return {"ip": LB_IP, "context": web.pebble_context(), "name": NAME}
+    return balanced_site()
 
 
 def other(host, name):
@@ -35,12 +35,17 @@ def release(host, name):
     return other(host, name).check_output("readlink /srv/demoapp/current")
 
 
-def load(site=None):
+def balanced_site():
+    return {"ip": LB_IP, "context": web.pebble_context(), "name": NAME}
+
+
+def load(site=None, requests=()):
     """A steady request stream through the balancer (test_postgresql.py's rotation too)."""
-    site = site or {"ip": LB_IP, "context": web.pebble_context(), "name": NAME}
+    site = site or balanced_site()
     return web.RequestLoop(site["ip"], site["context"], site["name"], [
         ("GET", "/health/ready", {}, 200),
         ("GET", "/api/notes", {}, 200),
+        *requests,
     ])
 
 
@@ -81,12 +86,22 @@ def test_the_balancer_opens_the_web_ports_and_ssh_alone(host):
 def test_a_rolling_deploy_under_load(host, site, ephemeral_dir):
     before = {name: release(host, name) for name in WEB}
     source = changed_release(ephemeral_dir, "rolled", "rolled release")
+    # a static file changed and the same size: its validators must change all the same
+    css = os.path.join(source, "static", "style.css")
+    with open(css, encoding="utf-8") as fh:
+        text = fh.read()
+    with open(css, "w", encoding="utf-8") as fh:
+        fh.write(text.replace("#1d2430", "#1d2431", 1))
+    etag = web.get(**site, path="/static/style.css")[1]["ETag"]
     with load(site) as loop:
         code, out = deploy("-e", f"app_source_dir={source}")
     assert code == 0, out[-3000:]
     assert loop.count >= 50 and loop.failed == [], loop.failed[:10]
     after = {name: release(host, name) for name in WEB}
     assert len(set(after.values())) == 1 and set(after.values()).isdisjoint(before.values()), (before, after)
+    for _ in WEB:   # whichever web server answers
+        _, headers, body = web.get(**site, path="/static/style.css")
+        assert b"#1d2431" in body and headers["ETag"] != etag, headers
     # one at a time, out of the balancer and back
     assert out.count("TASK [Take this web server out of the balancer]") == len(WEB), out[-3000:]
     assert " down;" not in host.file(UPSTREAMS).content_string

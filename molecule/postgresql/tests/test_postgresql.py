@@ -1,5 +1,6 @@
 """PostgreSQL as a database host and its backups, on the host and from this machine."""
 
+import json
 import os
 import re
 import subprocess
@@ -9,6 +10,8 @@ import pytest
 
 import backup_checks as checks
 from conftest import ansible_playbook, as_app, exposure, host_spec, recap_changed
+from stack_tests import SEALED, me, put_sealed, sealed, token
+from test_balancer import balanced_site
 from test_balancer import load as balanced_load
 
 # the database server (test_web_server.py: its web server)
@@ -179,10 +182,14 @@ def previous(host):
 # a steady load through the balancer that must see no failed request; running processes keep
 # their connections, the web servers take the new values in the same run.
 def test_a_rotation_of_every_secret_under_load(host):
+    site = balanced_site()
     old_url = database_url(host)
     sql(host, "CREATE TABLE IF NOT EXISTS rotation_probe (n int)")
     web_login = web_sql(host, "SELECT session_user")
-    with balanced_load() as loop:
+    # a value the app encrypts at rest with ENCRYPTION_KEY, and a token signed with JWT_SECRET
+    assert put_sealed(site) == 201
+    old_token = token(site, "before-rotation")
+    with balanced_load(site, [("GET", "/api/me", {"Authorization": f"Bearer {old_token}"}, 200)]) as loop:
         code, out = ansible_playbook("converge.yml", "--tags", "secrets", "-e", "rotate_secrets=all,ENCRYPTION_KEY")
     assert code == 0, out[-3000:]
     assert loop.count >= 50 and loop.failed == [], loop.failed[:10]
@@ -199,9 +206,16 @@ def test_a_rotation_of_every_secret_under_load(host):
     assert owner == "demoapp"
     # the web server took the new password in the same run, and logs in with it
     assert web_sql(host, "SELECT session_user") == sql(host, "SELECT session_user") != web_login
+    # the old token verifies with the previous key on either web server, a new one with the new
+    # key; the apps re-encrypted the value with the new key when they restarted
+    for _ in range(2):
+        assert json.loads(me(site, old_token)[2])["key"] == "previous"
+    new_token = token(site, "after-rotation")
+    assert json.loads(me(site, new_token)[2])["key"] == "current"
+    assert sealed(site) == (200, {"name": SEALED[0], **SEALED[1], "key": "current"})
 
     # the overlap ends: the old password no longer logs in, the new one does
-    with balanced_load() as loop:
+    with balanced_load(site, [("GET", "/api/me", {"Authorization": f"Bearer {new_token}"}, 200)]) as loop:
         code, out = ansible_playbook("converge.yml", "--tags", "secrets",
                                      "-e", "retire_secrets=" + ",".join(previous(host)))
     assert code == 0, out[-3000:]
@@ -213,5 +227,8 @@ def test_a_rotation_of_every_secret_under_load(host):
                                "\"SELECT count(*) FROM pg_roles WHERE rolname ~ '^demoapp_'\"")
     assert logins == "1"
     assert web_sql(host, "SELECT count(*) FROM rotation_probe") == "2"
+    for _ in range(2):
+        assert me(site, old_token)[0] == 401 and me(site, new_token)[0] == 200
+    assert sealed(site) == (200, {"name": SEALED[0], **SEALED[1], "key": "current"})
     code, out = ansible_playbook("converge.yml", "--tags", "secrets,database")
     assert code == 0 and recap_changed(out) == 0, out[-3000:]
