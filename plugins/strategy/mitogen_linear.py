@@ -47,6 +47,21 @@ else:
 
     ansible_mitogen.planner._load_collections = _load_collections
 
+    # For each module a run first uses, Mitogen finds the module_utils it needs by compiling
+    # every file they import, basic.py and its dozens of helpers again each time: compiled once
+    # per file here (in the process that scans, forked after this import).
+    import ansible_mitogen.module_finder
+
+    _COMPILED = {}
+
+    def _compile_once(source, filename, mode):
+        key = (source, filename, mode)
+        if key not in _COMPILED:
+            _COMPILED[key] = compile(source, filename, mode)
+        return _COMPILED[key]
+
+    ansible_mitogen.module_finder.compile = _compile_once
+
     _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):
