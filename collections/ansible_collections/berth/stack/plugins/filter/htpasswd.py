@@ -12,7 +12,8 @@ short_description: An htpasswd file's text with a user's password, its line kept
 description:
   - SHA-512 crypt at 5000 rounds (crypt's default), as nginx runs crypt() on every request to a
     protected location; the password is a generated secret, whose length (not the rounds) keeps
-    it from being guessed.
+    it from being guessed. A short password imported in its place (secrets-import) is that much
+    easier to guess from a copy of the file, which only root and nginx's group can read.
   - The user's line is kept when its hash is of that kind and verifies the password, so an
     unchanged password leaves the file as it is; otherwise it gets a new hash (new salt), in
     place or appended. Other users' lines are kept. Use it only in tasks with no_log.
