@@ -7,7 +7,15 @@ pins Mitogen.
 """
 from __future__ import annotations
 
+import os
+
 from ansible.utils.display import Display
+from ansible_collections.berth.stack.plugins.plugin_utils import template_cache
+
+# Each template compiled once per run, not once per task (plugin_utils/template_cache.py);
+# BERTH_TEMPLATE_CACHE=0 turns it off, to compare.
+if os.environ.get("BERTH_TEMPLATE_CACHE", "1") != "0":
+    template_cache.install()
 
 try:
     import ansible_mitogen.affinity
