@@ -1,5 +1,5 @@
 """The preflight's check of an inventory split into a database server and web servers
-(playbooks/tasks/app-preflight.yml, "Check the hosts' parts"): its conditions and message
+(playbooks/tasks/app-preflight.yml, "Check the stack settings": the berth_db one): its conditions and message
 evaluated by Ansible's templar over the contract, as a play sees them, with no host."""
 
 import pytest
@@ -8,7 +8,8 @@ from ansible.template import Templar, trust_as_template
 from test_contract import ADDRESSES, LOADER, ROOT, SPLIT, render
 
 TASKS = LOADER.load_from_file(str(ROOT / "playbooks" / "tasks" / "app-preflight.yml"), trusted_as_template=True)
-CHECK = next(task for task in TASKS[0]["block"] if task["name"] == "Check the hosts' parts")
+CHECKS = next(task for task in TASKS[0]["block"] if task["name"] == "Check the stack settings")
+CHECK = next(check for check in CHECKS["berth.stack.checks"]["checks"] if "berth_db" in check["msg"])
 # each host's interfaces, as its facts list them
 FACTS = {"db": ["10.0.0.5", "203.0.113.20"], "web1": ["10.0.0.11"], "web2": ["10.0.0.12"], "odd": ["10.0.0.13"]}
 
@@ -22,9 +23,9 @@ def check(host, groups=None, addresses=None, **settings):
                  "ansible_facts": {"all_ipv4_addresses": FACTS[host], "all_ipv6_addresses": []}}
     templar = Templar(loader=LOADER, variables=variables)
     assert templar.template(trust_as_template("{{ %s }}" % CHECK["when"]))
-    that = CHECK["ansible.builtin.assert"]["that"]
+    that = CHECK["that"]
     passed = all(templar.template(trust_as_template("{{ %s }}" % condition)) for condition in that)
-    return passed, " ".join(templar.template(CHECK["ansible.builtin.assert"]["fail_msg"]).split())
+    return passed, " ".join(templar.template(CHECK["msg"]).split())
 
 
 @pytest.mark.parametrize("host", ["db", "web1", "web2"])
