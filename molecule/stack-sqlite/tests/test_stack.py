@@ -167,7 +167,8 @@ def test_fail2ban_bans_the_client_behind_the_proxy_in_nginx(host, site):
         time.sleep(0.5)
     assert web.get(**site, path="/health/live", headers={"X-Forwarded-For": client})[0] == 200, (
         host.run("cat /var/lib/berth/fail2ban/nginx-banlist.conf; fail2ban-client status nginx-limit-req;"
-                 " tail -n 20 /var/log/fail2ban.log").stdout)
+                 " tail -n 20 /var/log/fail2ban.log; journalctl -u nginx.service -n 20 --no-pager;"
+                 " tail -n 20 /var/log/nginx/error.log; ps -o pid,lstart,args -C nginx").stdout)
 
 
 def test_from_anyone_else_the_header_is_ignored(host, site):
