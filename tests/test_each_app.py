@@ -83,7 +83,8 @@ def run(project, apps, *extra):
     contract = yaml.safe_load((ROOT / "group_vars" / "berth.yml").read_text())
     selection = {name: contract[name] for name in ("berth_app_list", "berth_app_names", "berth_app_selection")}
     (project / "group_vars" / "all" / "selection.yml").write_text(yaml.safe_dump(selection))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
+    # berth's own ansible.cfg (its strategy, its facts' injection), the test's roles and collections
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
                ANSIBLE_ROLES_PATH=str(project / "roles"), ANSIBLE_RETRY_FILES_ENABLED="false", ANSIBLE_GATHERING="smart",
                ANSIBLE_PYTHON_INTERPRETER=sys.executable)
     return subprocess.run(
