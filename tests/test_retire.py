@@ -170,7 +170,7 @@ def run_preflight(tmp_path):
 def test_the_preflight_refuses_to_purge_an_app_still_listed(preflight):
     result = preflight({"berth_purge_apps": ["app"]})
     assert result.returncode != 0
-    assert "TASK [Refuse to purge an app still listed]" in result.stdout
+    assert "TASK [Check the apps]" in result.stdout
     assert "berth_purge_apps: app is still an app of this host" in result.stdout
     apps = [{"berth_app_name": "shop"}]
     result = preflight({"berth_apps": apps, "berth_purge_apps": ["shop"]})
@@ -179,7 +179,7 @@ def test_the_preflight_refuses_to_purge_an_app_still_listed(preflight):
 
 def test_the_preflight_lets_a_retired_app_be_purged(preflight):
     result = preflight({"berth_purge_apps": ["old"]})
-    passed = result.stdout.split("TASK [Refuse to purge an app still listed]", 1)[1].split("TASK [", 1)[0]
+    passed = result.stdout.split("TASK [Check the apps]", 1)[1].split("TASK [", 1)[0]
     assert "ok: [localhost]" in passed, result.stdout
     assert "TASK [Check the stack settings]" in result.stdout, "stopped by the test's own bad setting"
     result = preflight({"berth_purge_apps": "old"})
