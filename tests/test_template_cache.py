@@ -101,3 +101,22 @@ def test_the_directory_goes_with_the_run_and_a_killed_runs_with_the_next(tmp_pat
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
     assert out.stdout.strip().startswith(str(tmp_path / "berth-templates-"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_other_internals_leave_ansibles_compile_alone(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {COLLECTIONS!r})
+        from ansible._internal._datatag import _tags
+        from ansible._internal._templating import _jinja_bits
+        from ansible.parsing.dataloader import DataLoader
+        from ansible.template import Templar, trust_as_template
+        from ansible_collections.berth.stack.plugins.plugin_utils import template_cache
+        compile = _jinja_bits.AnsibleEnvironment.compile
+        del _tags.VaultedValue   # as if a patch release had moved it
+        assert template_cache.install(base={str(tmp_path)!r}) is False
+        assert _jinja_bits.AnsibleEnvironment.compile is compile
+        assert Templar(loader=DataLoader(), variables={{"a": 2}}).template(trust_as_template("{{{{ a + 1 }}}}")) == 3
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    assert list(tmp_path.iterdir()) == []

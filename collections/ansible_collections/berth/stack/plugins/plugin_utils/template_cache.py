@@ -92,6 +92,20 @@ def install(base=SHM):
 
     if not SUPPORTED.match(__version__) or _state.get("installed"):
         return bool(_state.get("installed"))
+    try:
+        _patch(__version__)
+    except (ImportError, AttributeError):
+        # another patch release's internals: Ansible's own compile, every time
+        return False
+    try:
+        _state["dir"] = _make_run_dir(base)
+    except OSError:
+        _state["dir"] = None
+    _state["installed"] = True
+    return True
+
+
+def _patch(version):
     from ansible._internal._datatag._tags import VaultedValue
     from ansible._internal._templating import _jinja_bits
     from ansible._internal._templating._jinja_common import _TemplateConfig
@@ -99,7 +113,12 @@ def install(base=SHM):
     from jinja2 import nodes
     from jinja2.environment import TemplateExpression
 
+    # what the key reads, there before anything is patched
+    _jinja_bits._TemplateCompileContext.current  # pylint: disable=pointless-statement
+    _jinja_bits._TEMPLATE_OVERRIDE_FIELD_NAMES  # pylint: disable=pointless-statement
+    _TemplateConfig.allow_embedded_templates  # pylint: disable=pointless-statement
     env_class = _jinja_bits.AnsibleEnvironment
+    env_class._debuggable_template_source  # pylint: disable=pointless-statement
     ansible_compile = env_class.compile
     ansible_compile_expression = env_class.compile_expression
 
@@ -108,7 +127,7 @@ def install(base=SHM):
             return None
         context = _jinja_bits._TemplateCompileContext.current(optional=True)
         settings = (
-            __version__, kind, args, type(env).__qualname__,
+            version, kind, args, type(env).__qualname__,
             tuple(getattr(env, name) for name in _jinja_bits._TEMPLATE_OVERRIDE_FIELD_NAMES),
             env.optimized, repr(env.autoescape), tuple(sorted(env.extensions)), env.is_async,
             getattr(env.finalize, "__qualname__", repr(env.finalize)),
@@ -155,9 +174,3 @@ def install(base=SHM):
 
     env_class.compile = compile
     env_class.compile_expression = compile_expression
-    try:
-        _state["dir"] = _make_run_dir(base)
-    except OSError:
-        _state["dir"] = None
-    _state["installed"] = True
-    return True
