@@ -85,38 +85,41 @@ def test_a_template_that_does_not_compile_fails_each_time(run_dir, compiles):
     assert compiles == []
 
 
-def test_the_directory_goes_with_the_run_and_a_killed_runs_with_the_next(tmp_path):
-    stale = tmp_path / "berth-templates-999999999-x"
-    stale.mkdir()
+def in_a_new_process(body):
+    """Runs body (Python) in a new interpreter with Ansible's templar and the cache module
+    imported; returns its output."""
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {COLLECTIONS!r})
         from ansible.parsing.dataloader import DataLoader
         from ansible.template import Templar, trust_as_template
         from ansible_collections.berth.stack.plugins.plugin_utils import template_cache
+        def render(source, **variables):
+            return Templar(loader=DataLoader(), variables=variables).template(trust_as_template(source))
+    """) + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
+
+
+def test_the_directory_goes_with_the_run_and_a_killed_runs_with_the_next(tmp_path):
+    stale = tmp_path / "berth-templates-999999999-x"
+    stale.mkdir()
+    out = in_a_new_process(f"""
         assert template_cache.install(base={str(tmp_path)!r})
         print(template_cache._state["dir"])
-        assert Templar(loader=DataLoader(), variables={{"a": 2}}).template(trust_as_template("{{{{ a * 3 }}}}")) == 6
+        assert render("{{{{ a * 3 }}}}", a=2) == 6
     """)
-    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
-    assert out.stdout.strip().startswith(str(tmp_path / "berth-templates-"))
+    assert out.strip().startswith(str(tmp_path / "berth-templates-"))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_other_internals_leave_ansibles_compile_alone(tmp_path):
-    script = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {COLLECTIONS!r})
+    in_a_new_process(f"""
         from ansible._internal._datatag import _tags
         from ansible._internal._templating import _jinja_bits
-        from ansible.parsing.dataloader import DataLoader
-        from ansible.template import Templar, trust_as_template
-        from ansible_collections.berth.stack.plugins.plugin_utils import template_cache
         compile = _jinja_bits.AnsibleEnvironment.compile
         del _tags.VaultedValue   # as if a patch release had moved it
         assert template_cache.install(base={str(tmp_path)!r}) is False
         assert _jinja_bits.AnsibleEnvironment.compile is compile
-        assert Templar(loader=DataLoader(), variables={{"a": 2}}).template(trust_as_template("{{{{ a + 1 }}}}")) == 3
+        assert render("{{{{ a + 1 }}}}", a=2) == 3
     """)
-    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
     assert list(tmp_path.iterdir()) == []
